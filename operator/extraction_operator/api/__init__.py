@@ -1,0 +1,1 @@
+"""The ExtractionRun API: models, constants, validation and the generated CRD."""

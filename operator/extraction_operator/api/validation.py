@@ -14,7 +14,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from .constants import MAX_NODES
-from .models import ExtractionRunSpec
+from .models import DNS_LABEL_PATTERN, ENV_NAME_PATTERN, QUANTITY_PATTERN, ExtractionRunSpec
+
+# pydantic's "String should match pattern '^[a-z0-9]...$'" names the field but not the fix.
+_PATTERN_HINTS = {
+    DNS_LABEL_PATTERN: "must be a DNS-1123 label: lowercase letters, digits and '-', starting "
+    "and ending with a letter or digit (e.g. 'entities')",
+    ENV_NAME_PATTERN: "must be a valid environment variable name (letters, digits, '_', '-', "
+    "'.'; not starting with a digit)",
+    QUANTITY_PATTERN: "must be a Kubernetes quantity such as 500m, 2, 1Gi or 512Mi",
+}
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,10 @@ def problems_from_validation_error(error: ValidationError, root: str = "spec") -
         message = item["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        if item["type"] == "extra_forbidden":
+        pattern = (item.get("ctx") or {}).get("pattern")
+        if item["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
+            message = f"{repr(item['input'])[:80]} {_PATTERN_HINTS[pattern]}"
+        elif item["type"] == "extra_forbidden":
             message = "unknown field; check its spelling against `kubectl explain extractionrun.spec`"
         problems.append(Problem(_loc_to_path(tuple(item["loc"]), root), message))
     return problems

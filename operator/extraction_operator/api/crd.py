@@ -23,7 +23,8 @@ _ALLOWED = {
     "enum", "format", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "anyOf",
     "nullable", "x-kubernetes-int-or-string", "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys", "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-map-keys", "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields",
 }  # fmt: skip
 _DROPPED = {"title", "propertyNames", "$defs", "examples"}
 
@@ -91,7 +92,9 @@ def _structural(schema: JSON, defs: JSON, path: str) -> JSON:
             (sub,) = value.values()
             out["additionalProperties"] = _structural(sub, defs, f"{path}{{}}")
         elif key == "properties":
-            out[key] = {name: _structural(sub, defs, f"{path}.{name}") for name, sub in value.items()}
+            out[key] = {
+                name: _structural(sub, defs, f"{path}.{name}") for name, sub in value.items()
+            }
         elif key == "items":
             out[key] = _structural(value, defs, f"{path}[]")
         elif key == "additionalProperties":
@@ -111,7 +114,11 @@ def _structural(schema: JSON, defs: JSON, path: str) -> JSON:
             out[key] = value
     if "type" not in out and not out.get("x-kubernetes-int-or-string"):
         raise SchemaError(f"{path}: every schema node needs a type")
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and "additionalProperties" not in out
+    ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 

@@ -9,10 +9,18 @@ a `Stalled` condition rather than crash.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from .constants import MAX_MESSAGE_BYTES, MAX_SHARDS, MAX_STAGE_NAME, MAX_STAGES
@@ -29,14 +37,40 @@ CircuitName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABE
 ObjectName = Annotated[str, Field(min_length=1, max_length=253)]
 PositiveSeconds = Annotated[int, Field(gt=0, le=30 * 24 * 3600)]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
-QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+_QUANTITY_MAX_LENGTH = 64
+
+
+def _check_quantity(value: object) -> int | str:
+    """One validator instead of an `int | str` union: a union reports one error per branch, with
+    pydantic's branch labels (`cpu.int`, `cpu.constrained-str`) in the location."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if (
+        isinstance(value, str)
+        and len(value) <= _QUANTITY_MAX_LENGTH
+        and _QUANTITY_RE.fullmatch(value)
+    ):
+        return value
+    raise ValueError(
+        f"{repr(value)[:80]} must be a Kubernetes quantity such as 500m, 2, 1Gi or 512Mi"
+    )
+
+
 # A Kubernetes resource quantity: `500m`, `1Gi` or a bare number, as Pod specs accept it.
+# `maxLength` bounds the cost of the CRD's `self == oldSelf` rule, which compares resources too.
 Quantity = Annotated[
-    int | Annotated[str, Field(max_length=64, pattern=QUANTITY_PATTERN)],
+    int | str,
+    PlainValidator(_check_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
+            "maxLength": _QUANTITY_MAX_LENGTH,
             "x-kubernetes-int-or-string": True,
         }
     ),
@@ -44,7 +78,7 @@ Quantity = Annotated[
 
 
 class _Model(BaseModel):
-    """camelCase on the wire, unknown fields rejected so a typo (`dependOn`) is an error, not a no-op."""
+    """camelCase on the wire; unknown fields rejected, so a typo (`dependOn`) is an error."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -65,7 +99,7 @@ class KeySelector(_Model):
 
 class FieldSelector(_Model):
     field_path: Annotated[str, Field(min_length=1, max_length=253)]
-    api_version: str | None = None
+    api_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class EnvVarSource(_Model):
@@ -165,9 +199,9 @@ class CircuitBreakerConfig(_Model):
 
 class Stage(_Model):
     name: StageName
-    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None = (
-        None
-    )
+    command: (
+        Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
+    ) = None
     args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = Field(
         default_factory=list
     )

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .constants import MAX_NODES
-from .models import DNS_LABEL_PATTERN, ENV_NAME_PATTERN, QUANTITY_PATTERN, ExtractionRunSpec
+from .models import DNS_LABEL_PATTERN, ENV_NAME_PATTERN, ExtractionRunSpec
 
 # pydantic's "String should match pattern '^[a-z0-9]...$'" names the field but not the fix.
 _PATTERN_HINTS = {
@@ -22,7 +22,6 @@ _PATTERN_HINTS = {
     "and ending with a letter or digit (e.g. 'entities')",
     ENV_NAME_PATTERN: "must be a valid environment variable name (letters, digits, '_', '-', "
     "'.'; not starting with a digit)",
-    QUANTITY_PATTERN: "must be a Kubernetes quantity such as 500m, 2, 1Gi or 512Mi",
 }
 
 
@@ -43,7 +42,7 @@ def _loc_to_path(loc: tuple[int | str, ...], root: str) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         elif part == "[key]" or "[" in part or part.startswith("function-"):
-            continue  # pydantic's internal labels (union branches, validators) mean nothing to a user
+            continue  # pydantic's internal labels (union branches, validators) mean nothing here
         else:
             path += f".{part}"
     return path
@@ -60,7 +59,9 @@ def problems_from_validation_error(error: ValidationError, root: str = "spec") -
         if item["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
             message = f"{repr(item['input'])[:80]} {_PATTERN_HINTS[pattern]}"
         elif item["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against `kubectl explain extractionrun.spec`"
+            message = (
+                "unknown field; check its spelling against `kubectl explain extractionrun.spec`"
+            )
         problems.append(Problem(_loc_to_path(tuple(item["loc"]), root), message))
     return problems
 
@@ -75,7 +76,9 @@ def check_graph(spec: ExtractionRunSpec) -> list[Problem]:
         for dep_index, dep in enumerate(stage.depends_on):
             field = f"spec.stages[{index}].dependsOn[{dep_index}]"
             if dep == stage.name:
-                problems.append(Problem(field, f"stage {stage.name!r} depends on itself; remove it"))
+                problems.append(
+                    Problem(field, f"stage {stage.name!r} depends on itself; remove it")
+                )
             elif dep not in names:
                 problems.append(
                     Problem(
@@ -101,7 +104,9 @@ def check_graph(spec: ExtractionRunSpec) -> list[Problem]:
     cycle = find_cycle({s.name: [d for d in s.depends_on if d in names] for s in spec.stages})
     if cycle:
         problems.append(
-            Problem("spec.stages", f"dependency cycle {' -> '.join(cycle)}; break one dependsOn edge")
+            Problem(
+                "spec.stages", f"dependency cycle {' -> '.join(cycle)}; break one dependsOn edge"
+            )
         )
     total_nodes = sum(stage.shards for stage in spec.stages)
     if total_nodes > MAX_NODES:
@@ -137,7 +142,7 @@ def find_cycle(edges: Mapping[str, list[str]]) -> list[str] | None:
             succ = successors[next_index]
             if colour.get(succ, black) == grey:
                 path = [name for name, _ in stack]
-                cycle = path[path.index(succ) :] + [succ]
+                cycle = [*path[path.index(succ) :], succ]
                 # Follow the direction of work, not of dependsOn: `chunk -> mentions -> chunk`.
                 return list(reversed(cycle))
             if colour.get(succ) == white:

@@ -24,6 +24,9 @@ LABEL_SHARD: Final = f"{GROUP}/shard"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
 LABEL_NODE: Final = f"{GROUP}/node"
 
+# Annotation on stage Jobs and pods: the exact node key (`right[3]`), which labels cannot spell.
+ANNOTATION_NODE: Final = f"{GROUP}/node"
+
 # Annotations on the run.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
 ANNOTATION_BREAKERS: Final = f"{GROUP}/circuit-breakers"

@@ -1,0 +1,163 @@
+"""Fold what the Jobs say into a node's state: adopt, then account each finished attempt once.
+
+Observed Jobs are the truth about attempts. A Job numbered above `attempts` means the shell created
+it and crashed before writing status: it is adopted (and attempts in between that failed are
+counted). A finished Job is accounted only while its node is `Running` that very attempt; the
+result moves the node out of `Running`, so planning again from the new status and the same Job
+changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .backoff import EffectivePolicy, jitter_seed, retry_delay
+from .classify import CIRCUIT_OPEN, Failure, classify_failure, lost_job_failure
+from .events import EventLog
+from .gates import recovery_time
+from .node_state import NodeState
+from .nodes import Node
+from .timefmt import add_seconds, ceil_second, floor_second, format_clock
+from .types import CircuitGate, ObservedJob
+
+# The shell's watch may lag right after a create: a Running node's Job missing for less than this
+# is assumed to be on its way, not lost.
+LOST_JOB_GRACE = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What accounting needs to know beyond the node and its Jobs."""
+
+    run_uid: str
+    policy: EffectivePolicy
+    gates: Mapping[str, CircuitGate]
+    now: datetime
+    log: EventLog
+
+
+def describe_failure(failure: Failure) -> str:
+    code = f", exit code {failure.exit_code}" if failure.exit_code is not None else ""
+    text = f"{failure.reason}{code}"
+    return f"{text}: {failure.message}" if failure.message else text
+
+
+def adopt_newer_jobs(
+    node: Node, state: NodeState, jobs: Sequence[ObservedJob], ctx: NodeContext
+) -> None:
+    """Take over the newest Job when it is newer than the recorded attempts."""
+    if not jobs:
+        return
+    newest = max(jobs, key=lambda job: job.attempt)
+    if newest.attempt <= state.attempts:
+        return
+    # Attempts whose outcome status never recorded: the current one if it was still Running, and
+    # any the shell launched in between without managing to write status.
+    first_unaccounted = state.attempts if state.phase == "Running" else state.attempts + 1
+    for job in sorted(jobs, key=lambda job: job.attempt):
+        skipped_over = first_unaccounted <= job.attempt < newest.attempt
+        if skipped_over and job.phase == "Failed":
+            state.failures += int(classify_failure(job, ctx.policy).counts_against_limit)
+    state.attempts = newest.attempt
+    state.job_name = newest.name
+    state.phase = "Running"
+    state.started_at = floor_second(newest.started_at or ctx.now)
+    state.clear_outcome()
+    ctx.log.node(
+        node.stage.name,
+        node.key,
+        "Normal",
+        "StageStarted",
+        f"{node.key}: adopted attempt {newest.attempt} (job {newest.name})",
+    )
+
+
+def settle_running(
+    node: Node, state: NodeState, jobs: Sequence[ObservedJob], ctx: NodeContext
+) -> datetime | None:
+    """Account the current attempt's Job if it finished. Returns when to re-check a missing Job
+    (the lost-Job grace), or None."""
+    if state.phase != "Running":
+        return None
+    current = next((job for job in jobs if job.attempt == state.attempts), None)
+    if current is None:
+        if state.started_at is None:
+            state.started_at = floor_second(ctx.now)
+        recheck = state.started_at + LOST_JOB_GRACE
+        if ctx.now < recheck:
+            return recheck
+        record_failure(node, state, lost_job_failure(state.job_name), ctx.now, ctx)
+        return None
+    if current.phase == "Succeeded":
+        state.phase = "Succeeded"
+        state.clear_outcome()
+        state.finished_at = floor_second(current.finished_at or ctx.now)
+        ctx.log.node(
+            node.stage.name,
+            node.key,
+            "Normal",
+            "StageSucceeded",
+            f"{node.key} succeeded on attempt {state.attempts}",
+        )
+    elif current.phase == "Failed":
+        failure = classify_failure(current, ctx.policy)
+        record_failure(node, state, failure, current.finished_at or ctx.now, ctx)
+    return None
+
+
+def record_failure(
+    node: Node, state: NodeState, failure: Failure, finished_at: datetime, ctx: NodeContext
+) -> None:
+    """Move a node out of Running after a failed attempt: Blocked, Waiting or Failed."""
+    state.finished_at = floor_second(finished_at)
+    # Backoff counts from the moment the failure is accounted, never from the Job's timestamp:
+    # API timestamps have whole-second resolution, so a 1 s delay counted from a floored finish
+    # time could retry almost at once. `now` is never before the real end of the attempt.
+    retry_base = max(finished_at, ctx.now)
+    state.exit_code = failure.exit_code
+    state.reason = failure.reason
+    state.message = failure.message
+    state.next_retry_at = None
+    cause = describe_failure(failure)
+    if failure.reason == CIRCUIT_OPEN:
+        recovers = recovery_time(node.stage.circuits, ctx.gates)
+        if recovers is None:  # the gate shows closed already: still give the provider a breath
+            recovers = add_seconds(retry_base, ctx.policy.initial_seconds)
+        state.phase = "Blocked"
+        state.next_retry_at = ceil_second(recovers)
+        ctx.log.node(
+            node.stage.name,
+            node.key,
+            "Normal",
+            "StageBlocked",
+            f"{node.key} attempt {state.attempts} found a circuit open; "
+            f"relaunching at {format_clock(state.next_retry_at)} (no retry used)",
+        )
+        return
+    state.failures += 1  # every failure but CircuitOpen (handled above) uses a retry
+    limit = ctx.policy.limit
+    if not failure.retryable or state.failures > limit:
+        state.phase = "Failed"
+        why = "not retryable" if not failure.retryable else f"{limit} retries used"
+        ctx.log.node(
+            node.stage.name,
+            node.key,
+            "Warning",
+            "StageFailed",
+            f"{node.key} failed on attempt {state.attempts} ({why}): {cause}",
+        )
+        return
+    delay = retry_delay(
+        ctx.policy, state.failures, seed=jitter_seed(ctx.run_uid, node.key, state.attempts)
+    )
+    state.phase = "Waiting"
+    state.next_retry_at = ceil_second(add_seconds(retry_base, delay))
+    ctx.log.node(
+        node.stage.name,
+        node.key,
+        "Normal",
+        "RetryScheduled",
+        f"{node.key} attempt {state.attempts} failed ({cause}); "
+        f"retry {state.failures}/{limit} at {format_clock(state.next_retry_at)}",
+    )

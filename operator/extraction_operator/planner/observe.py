@@ -1,0 +1,143 @@
+"""Turn a raw batch/v1 Job and its pods into an `ObservedJob`: the only facts the planner uses.
+
+Pure and defensive: the shell feeds it whatever the watch delivered, which may be a half-written
+object, a Job someone else labelled, or a pod already gone. Anything that is not one of our stage
+Jobs gives None; anything missing inside one of ours gives a None field, never an exception."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from extraction_operator.api.constants import LABEL_ATTEMPT, LABEL_RUN
+
+from .naming import ANNOTATION_NODE
+from .timefmt import parse_time
+from .types import JobPhase, ObservedJob
+
+STAGE_CONTAINER = "stage"
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, list | tuple) else ()
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _true_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in _list(status.get("conditions")):
+        condition = _map(condition)
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def _job_phase(status: Mapping[str, Any]) -> JobPhase:
+    if _true_condition(status, "Complete") is not None:
+        return "Succeeded"
+    if _true_condition(status, "Failed") is not None:
+        return "Failed"
+    return "Active"
+
+
+def _stage_container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    statuses = [_map(item) for item in _list(_map(pod.get("status")).get("containerStatuses"))]
+    for item in statuses:
+        if item.get("name") == STAGE_CONTAINER:
+            return item
+    return statuses[0] if statuses else {}
+
+
+def _terminated(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    container = _stage_container_status(pod)
+    for key in ("state", "lastState"):
+        terminated = _map(_map(container.get(key)).get("terminated"))
+        if terminated:
+            return terminated
+    return None
+
+
+def _pod_reason(pod: Mapping[str, Any]) -> str | None:
+    status = _map(pod.get("status"))
+    reason = _str(status.get("reason"))
+    if reason:
+        return reason
+    disruption = _true_condition(status, "DisruptionTarget")
+    return _str(disruption.get("reason")) if disruption else None
+
+
+def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[int, str, str]:
+    """Prefer a pod whose stage container terminated, then the newest, then by name (stable)."""
+    created = _str(_map(pod.get("metadata")).get("creationTimestamp")) or ""
+    name = _str(_map(pod.get("metadata")).get("name")) or ""
+    return (1 if _terminated(pod) is not None else 0, created, name)
+
+
+def _deciding_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    candidates = [pod for pod in pods if isinstance(pod, Mapping)]
+    return max(candidates, key=_pod_sort_key) if candidates else None
+
+
+def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> ObservedJob | None:
+    """Pure conversion of a raw Job (+ its pods) into an ObservedJob.
+
+    None if the Job lacks our run label, a numeric attempt label, or the node annotation."""
+    raw: object = job  # the watch may hand us anything; the signature is the happy path
+    if not isinstance(raw, Mapping):
+        return None
+    metadata = _map(job.get("metadata"))
+    labels = _map(metadata.get("labels"))
+    annotations = _map(metadata.get("annotations"))
+    name = _str(metadata.get("name"))
+    node = _str(annotations.get(ANNOTATION_NODE))
+    attempt = _int(labels.get(LABEL_ATTEMPT))
+    if name is None or node is None or attempt is None or attempt < 1:
+        return None
+    if _str(labels.get(LABEL_RUN)) is None:
+        return None
+    status = _map(job.get("status"))
+    phase = _job_phase(status)
+    failed = _true_condition(status, "Failed")
+    pod = _deciding_pod(pods)
+    terminated = _terminated(pod) if pod is not None else None
+    exit_code = _int(terminated.get("exitCode")) if terminated else None
+    message = _str(terminated.get("message")) if terminated else None
+    if message is None and failed is not None:
+        message = _str(failed.get("message"))
+    finished_at: datetime | None = parse_time(status.get("completionTime"))
+    if finished_at is None and failed is not None:
+        finished_at = parse_time(failed.get("lastTransitionTime"))
+    return ObservedJob(
+        name=name,
+        node=node,
+        attempt=attempt,
+        uid=_str(metadata.get("uid")) or "",
+        phase=phase,
+        failure_reason=_str(failed.get("reason")) if failed is not None else None,
+        exit_code=exit_code,
+        message=message,
+        pod_reason=_pod_reason(pod) if pod is not None else None,
+        started_at=parse_time(status.get("startTime")),
+        finished_at=finished_at,
+        deleting=metadata.get("deletionTimestamp") is not None,
+    )

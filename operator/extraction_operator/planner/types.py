@@ -1,0 +1,78 @@
+"""The planner's inputs and output: plain frozen data, so the kopf shell and the tests build them
+the same way and a plan can be compared with another for equality (determinism)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+JobPhase = Literal["Active", "Succeeded", "Failed"]
+GateState = Literal["closed", "open", "half-open"]
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """One stage Job of this run, with what its pod said (see `observe.observe_job`)."""
+
+    name: str
+    node: str  # node key: "chunk" or "right[3]" (annotation extraction.dev/node)
+    attempt: int
+    uid: str
+    phase: JobPhase
+    failure_reason: str | None  # Job condition reason: DeadlineExceeded, BackoffLimitExceeded...
+    exit_code: int | None  # pod containerStatuses[].state.terminated.exitCode
+    message: str | None  # termination message / log tail, or the Job condition message
+    pod_reason: str | None  # pod status.reason ("Evicted") or a DisruptionTarget reason
+    started_at: datetime | None  # Job status.startTime
+    finished_at: datetime | None  # completionTime, or the Failed condition's lastTransitionTime
+    deleting: bool = False  # metadata.deletionTimestamp set
+
+
+@dataclass(frozen=True)
+class CircuitGate:
+    """The operator's view of one named breaker, derived by the shell from the run annotation."""
+
+    state: GateState
+    retry_at: datetime | None  # while open: when the recovery time passes
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Everything the planner may know about one run. `now` is its only clock."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    created_at: datetime
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    redrive: str | None
+    jobs: Sequence[ObservedJob]
+    circuits: Mapping[str, CircuitGate]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes Event the shell should post on the run."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    """What the shell should do, in this order: create Jobs, delete Jobs, write status (only when
+    `status_changed`), post events, and look again after `requeue_after` seconds."""
+
+    status: dict[str, Any]
+    status_changed: bool
+    create_jobs: list[dict[str, Any]] = field(default_factory=list)
+    delete_jobs: list[str] = field(default_factory=list)
+    events: list[PlannedEvent] = field(default_factory=list)
+    requeue_after: float | None = None

@@ -1,0 +1,358 @@
+"""The kubelet half of the job runner: run pods as local processes and report their status.
+
+A pod is this node's to run when its `spec.nodeName` is empty or names this node and its
+`restartPolicy` is `Never` or `OnFailure` (OnFailure is treated as Never: a failed process is not
+restarted in place; its Job replaces the pod instead). Everything is level-triggered: each pass
+looks at every cached pod, starts what should run, stops what should stop, and writes the status
+only when it differs from what the server holds, so a dropped write is simply redone.
+
+Deletion: a pod with a `deletionTimestamp` (a real API server's graceful delete) or one that
+vanished (a server that deletes at once) gets SIGTERM on its process group and SIGKILL after
+`terminationGracePeriodSeconds` (default 30, capped by the runner's `grace_seconds_cap`); a
+gracefully deleted pod then gets its final status and is removed with `gracePeriodSeconds: 0`,
+as a kubelet confirms a deletion.
+
+Missing secrets or config maps keep the pod `Pending` with a `CreateContainerConfigError`
+waiting state and are retried every second, as on a real node (set `config_errors_fail_pods` to
+fail such pods at once instead). A pod that can never run here (no `command`, program not found)
+fails with a `StartError` container state, exit code 128, like a runtime that cannot exec.
+
+A pod found `Running` that this runner instance never started (the runner restarted and its
+processes died with it) is failed with pod reason `NodeLost` and container reason
+`ContainerStatusUnknown` (exit code 137), the kubelet's wording for a vanished container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .jobcontroller import POD_DEADLINE_MESSAGE, is_finished_pod
+from .kubeapi import CONFIGMAPS, PODS, SECRETS, ApiClient, ApiError
+from .kubeconfig import write_kubeconfig
+from .podspec import (
+    JSON,
+    PodConfigError,
+    PodPaths,
+    PodSpecError,
+    SourceKey,
+    build_launch,
+    decode_source,
+    first_container,
+    referenced_sources,
+)
+from .podstatus import PodRun, pod_status, status_differs, status_update
+from .processes import StageProcess, exit_code_of, log_tail, read_termination_message
+from .watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_SECONDS = 30.0
+EVICTION_MESSAGE = "The node was low on resource: memory (evicted by fault injection)."
+LOST_MESSAGE = "The job runner restarted while this pod's process ran; the process was lost."
+CONFIG_RETRY_SECONDS = 1.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _seconds_since(moment: datetime) -> float:
+    return (_now() - moment).total_seconds()
+
+
+class Kubelet:
+    """Runs the pods of one node; driven by `sync()` passes from the job runner's loop."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        pods: WatchCache,
+        workdir: Path,
+        *,
+        node_name: str,
+        grace_seconds_cap: float | None,
+        wake: Callable[[], None],
+        config_errors_fail_pods: bool = False,
+    ) -> None:
+        self.client = client
+        self.pods = pods
+        self.workdir = workdir
+        self.node_name = node_name
+        self.grace_seconds_cap = grace_seconds_cap
+        self.config_errors_fail_pods = config_errors_fail_pods
+        self.paused = False  # node outage: sync() is not called, request_stop() only records
+        self.runs: dict[str, PodRun] = {}
+        self._by_name: dict[tuple[str, str], PodRun] = {}
+        self._finalized: set[str] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._wake = wake
+
+    # ---- what the job runner and the fault API call -------------------------------------------
+
+    def owns(self, pod: JSON) -> bool:
+        """Whether this node runs the pod (see the module docstring)."""
+        uid = (pod.get("metadata") or {}).get("uid")
+        if uid in self.runs:
+            return True
+        spec = pod.get("spec") or {}
+        return spec.get("nodeName") in (None, "", self.node_name) and spec.get("restartPolicy") in (
+            "Never",
+            "OnFailure",
+        )
+
+    def pod_gone(self, pod: JSON) -> None:
+        """The pod object was deleted from the server."""
+        run = self.runs.get(str((pod.get("metadata") or {}).get("uid")))
+        if run is not None:
+            run.deleted = True
+
+    def request_stop(self, pod: JSON, reason: str, message: str) -> None:
+        """Stop a pod's process and fail the pod (the Job controller's deadline or limit)."""
+        if not self.owns(pod) or is_finished_pod(pod):
+            return
+        run = self.runs.get(str((pod.get("metadata") or {}).get("uid")))
+        if run is None:
+            run = self._accept(pod)
+            run.finished_at = _now()
+        if run.finished:
+            return
+        if reason and not run.pod_reason:
+            run.pod_reason, run.pod_message = reason, message
+        run.stop_pending = True
+        if not self.paused:  # a node that is out cannot act; it stops the pod when it is back
+            self._terminate(run, self._grace(run.pod))
+
+    def find(self, namespace: str, name: str) -> PodRun | None:
+        return self._by_name.get((namespace, name))
+
+    def evict(self, namespace: str, name: str) -> bool:
+        run = self.find(namespace, name)
+        if run is None or not run.running:
+            return False
+        run.pod_reason, run.pod_message = "Evicted", EVICTION_MESSAGE
+        self._terminate(run, self._grace(run.pod))
+        return True
+
+    def running_pods(self) -> list[tuple[str, str]]:
+        return sorted((r.namespace, r.name) for r in self.runs.values() if r.running)
+
+    def logs(self, namespace: str, name: str) -> str:
+        run = self.find(namespace, name)
+        if run is None:
+            raise KeyError(f"no pod {namespace}/{name} has run on this node")
+        try:
+            return run.paths.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    async def shutdown(self) -> None:
+        """Kill every process group at once and wait for them: nothing outlives the runner."""
+        for run in self.runs.values():
+            if run.process is not None and run.running:
+                run.process.signal_group(signal.SIGKILL)
+        for run in self.runs.values():
+            if run.process is not None:
+                try:
+                    await asyncio.wait_for(run.process.wait(), 5)
+                except (TimeoutError, ProcessLookupError):
+                    log.warning("process of pod %s/%s did not die", run.namespace, run.name)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- one reconcile pass ------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        for pod in list(self.pods.objects.values()):
+            try:
+                await self._sync_pod(pod)
+            except Exception:
+                meta = pod.get("metadata") or {}
+                log.exception("pod %s/%s: sync failed", meta.get("namespace"), meta.get("name"))
+        for uid, run in list(self.runs.items()):
+            if run.deleted:
+                if run.running:
+                    self._terminate(run, self._grace(run.pod))
+                else:
+                    del self.runs[uid]
+
+    async def _sync_pod(self, pod: JSON) -> None:
+        meta = pod.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if not uid or not self.owns(pod):
+            return
+        run = self.runs.get(uid)
+        if meta.get("deletionTimestamp"):
+            await self._sync_deleting(pod, run)
+            return
+        if run is None:
+            if is_finished_pod(pod):
+                return
+            run = self._accept(pod)
+            if (pod.get("status") or {}).get("phase") == "Running":
+                run.lost, run.finished_at = True, _now()
+                run.pod_reason, run.pod_message = "NodeLost", LOST_MESSAGE
+        run.pod = pod
+        if run.stop_pending:
+            self._terminate(run, self._grace(pod))
+        elif run.process is None and not run.finished and time.monotonic() >= run.config_retry_at:
+            await self._start(run)
+        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        overdue = isinstance(deadline, int) and _seconds_since(run.accepted_at) >= deadline
+        if run.running and overdue and not run.pod_reason:
+            run.pod_reason, run.pod_message = "DeadlineExceeded", POD_DEADLINE_MESSAGE
+            self._terminate(run, self._grace(pod))
+        await self._report(run, pod)
+
+    async def _sync_deleting(self, pod: JSON, run: PodRun | None) -> None:
+        if run is not None and run.running:
+            self._terminate(run, self._grace(pod, deleting=True))
+            return
+        if run is not None and not run.reported_final and run.process is not None:
+            await self._report(run, pod)
+        uid = str((pod.get("metadata") or {}).get("uid"))
+        if uid in self._finalized:
+            return
+        self._finalized.add(uid)
+        meta = pod.get("metadata") or {}
+        try:
+            await self.client.delete(PODS.path(meta.get("namespace"), meta.get("name")), 0)
+        except ApiError as exc:
+            if not exc.not_found:
+                self._finalized.discard(uid)
+                log.debug("pod %s: final delete failed: %s", meta.get("name"), exc)
+
+    # ---- starting and stopping -----------------------------------------------------------------
+
+    def _accept(self, pod: JSON) -> PodRun:
+        meta = pod.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        name = str(meta.get("name"))
+        uid = str(meta.get("uid"))
+        root = self.workdir / "pods" / namespace / f"{name}-{uid[:8]}"
+        paths = PodPaths(root=root, volumes_root=self.workdir / "volumes")
+        run = PodRun(uid, namespace, name, paths, pod, accepted_at=_now())
+        self.runs[uid] = run
+        self._by_name[(namespace, name)] = run
+        return run
+
+    async def _fetch_sources(self, namespace: str, keys: set[SourceKey]) -> dict[SourceKey, JSON]:
+        found: dict[SourceKey, JSON] = {}
+        for kind, name in sorted(keys):
+            resource = SECRETS if kind == "secret" else CONFIGMAPS
+            try:
+                obj = await self.client.get(resource.path(namespace, name))
+            except ApiError as exc:
+                if exc.not_found:
+                    continue
+                raise
+            found[(kind, name)] = obj
+        return found
+
+    async def _start(self, run: PodRun) -> None:
+        pod = run.pod
+        try:
+            keys = referenced_sources(first_container(pod))
+            objects = await self._fetch_sources(run.namespace, keys)
+            sources = {key: decode_source(key[0], objects[key]) if key in objects else None
+                       for key in keys}  # fmt: skip
+            launch = build_launch(
+                pod, run.paths, sources, node_name=self.node_name, base_env=dict(os.environ)
+            )
+        except PodSpecError as exc:
+            run.start_error, run.finished_at = str(exc), _now()
+            return
+        except PodConfigError as exc:
+            if self.config_errors_fail_pods:
+                run.start_error, run.finished_at = f"CreateContainerConfigError: {exc}", _now()
+                return
+            run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(exc)
+            run.config_retry_at = time.monotonic() + CONFIG_RETRY_SECONDS
+            return
+        except ApiError as exc:
+            log.debug("pod %s: cannot read its env sources yet: %s", run.name, exc)
+            run.config_retry_at = time.monotonic() + CONFIG_RETRY_SECONDS
+            return
+        for directory in launch.host_dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+        write_kubeconfig(run.paths.kubeconfig, self.client.url, run.namespace)
+        run.paths.termination_message.write_bytes(b"")
+        try:
+            run.process = await StageProcess.start(
+                launch.argv, env=launch.env, cwd=launch.cwd, log_path=run.paths.log
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            run.start_error = f"failed to start {launch.argv[0]!r}: {reason}"
+            run.finished_at = _now()
+            return
+        run.started_at = _now()
+        run.waiting_reason, run.waiting_message = "", ""
+        log.info("pod %s/%s: started pid %d", run.namespace, run.name, run.process.pid)
+        self._spawn(self._await_exit(run, run.process))
+
+    async def _await_exit(self, run: PodRun, process: StageProcess) -> None:
+        code = exit_code_of(await process.wait())
+        message = read_termination_message(run.paths.termination_message)
+        container = first_container(run.pod)
+        policy = container.get("terminationMessagePolicy")
+        if not message.strip() and code != 0 and policy == "FallbackToLogsOnError":
+            message = log_tail(run.paths.log)
+        run.termination_message = message
+        run.exit_code, run.finished_at = code, _now()
+        log.info("pod %s/%s: exited with %d", run.namespace, run.name, code)
+        self._wake()
+
+    def _grace(self, pod: JSON, *, deleting: bool = False) -> float:
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        value = meta.get("deletionGracePeriodSeconds") if deleting else None
+        if not isinstance(value, int):
+            value = spec.get("terminationGracePeriodSeconds")
+        grace = float(value) if isinstance(value, int) and value >= 0 else DEFAULT_GRACE_SECONDS
+        cap = self.grace_seconds_cap
+        return min(grace, cap) if cap is not None else grace
+
+    def _terminate(self, run: PodRun, grace: float) -> None:
+        if run.kill_requested:
+            return
+        run.kill_requested = True
+        if run.process is not None and run.running:
+            self._spawn(run.process.terminate(grace))
+        self._wake()
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- reporting ---------------------------------------------------------------------------
+
+    async def _report(self, run: PodRun, pod: JSON) -> None:
+        if run.reported_final or run.deleted:
+            return
+        desired = pod_status(run)
+        current = pod.get("status") or {}
+        if status_differs(current, desired):
+            path = PODS.path(run.namespace, run.name, "status")
+            try:
+                updated = await self.client.patch(path, {"status": status_update(current, desired)})
+            except ApiError as exc:
+                if exc.not_found:
+                    run.deleted = True
+                elif exc.conflict:
+                    self.pods.remember(await self.client.get(PODS.path(run.namespace, run.name)))
+                else:
+                    log.debug("pod %s: status write failed: %s", run.name, exc)
+                return
+            self.pods.remember(updated)
+        if desired["phase"] in ("Succeeded", "Failed"):
+            run.reported_final = True

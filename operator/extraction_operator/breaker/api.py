@@ -1,0 +1,48 @@
+"""The two API calls the breaker needs, behind a small protocol.
+
+The store only ever reads the run and writes one annotation with a resourceVersion precondition,
+so the Kubernetes client, the in-process fake (`memory.py`) and test doubles all fit this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class BookkeepingError(Exception):
+    """The breaker's own API traffic failed; callers log it and carry on as if closed."""
+
+
+class WriteConflict(BookkeepingError):
+    """The resourceVersion precondition failed (409 from a merge patch, 422 from a JSON-patch
+    `test`): someone else wrote first. Re-read and retry."""
+
+
+class ApiUnavailable(BookkeepingError):
+    """Anything else: 5xx, 429, network errors, timeouts, a missing or replaced run."""
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    resource_version: str
+    annotation: str | None
+    circuit_configs: Mapping[str, Any] | None = None
+    """The run's raw `spec.circuitBreakers`, the fallback when EXTRACTION_CIRCUITS is unset."""
+
+
+class RunApi(Protocol):
+    def read(self) -> RunSnapshot:
+        """GET the run. Raises ApiUnavailable."""
+        ...
+
+    def write(self, resource_version: str, annotation: str) -> RunSnapshot:
+        """Set the annotation iff the run still has `resource_version`; return the new snapshot.
+        Raises WriteConflict or ApiUnavailable."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """`namespace/name` for log messages."""
+        ...

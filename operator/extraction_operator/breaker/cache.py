@@ -1,0 +1,110 @@
+"""A per-process view of the run's breaker document that is at most `max_age` seconds old.
+
+DESIGN.md section 4's API budget: one object takes ~100 writes/s, so the SDK must not GET the run
+per provider call. Reads come from this cache; it is refreshed by a GET at most once per `max_age`
+(one second by default), and every read or write the store does anyway feeds it for free. A failed
+refresh keeps the old view and is not retried for `failure_backoff` seconds, so a down or hanging
+API server costs one request (and at most one request timeout) per few seconds per process, not one
+per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .api import BookkeepingError, RunApi, RunSnapshot
+from .document import EMPTY_DOCUMENT, BreakerDocument, parse_document
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedView:
+    snapshot: RunSnapshot | None
+    """None until the first successful read; the document is then all-closed."""
+    document: BreakerDocument
+    fetched_at: float
+
+
+class SnapshotCache:
+    def __init__(
+        self,
+        api: RunApi,
+        *,
+        max_age: float = 1.0,
+        failure_backoff: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        on_unreachable: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._on_unreachable = on_unreachable
+        self._api = api
+        self._max_age = max_age
+        self._failure_backoff = failure_backoff
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._view = CachedView(None, EMPTY_DOCUMENT, float("-inf"))
+        self._last_raw: str | None = None
+        self._last_document = EMPTY_DOCUMENT
+        self.refreshes = 0
+        self.problems: list[str] = []
+
+    def current(self) -> CachedView:
+        """The latest view, however old (never does I/O)."""
+        with self._lock:
+            return self._view
+
+    def fresh(self) -> CachedView:
+        """The view, refreshed by one GET if it is older than `max_age`."""
+        now = self._clock()
+        with self._lock:
+            view = self._view
+            if now - view.fetched_at < self._max_age:
+                return view
+            # Claim the refresh slot so concurrent callers keep using the old view meanwhile.
+            self._view = CachedView(view.snapshot, view.document, now)
+        try:
+            snapshot = self._api.read()
+        except BookkeepingError as exc:
+            logger.warning(
+                "circuit breakers: cannot read run %s (%s); using the last known state",
+                self._api.description,
+                exc,
+            )
+            with self._lock:
+                # Pretend the failed refresh happened in the future: the next one waits longer.
+                view = self._view
+                retry_at = self._clock() + self._failure_backoff - self._max_age
+                self._view = CachedView(view.snapshot, view.document, retry_at)
+            self._on_unreachable()
+            return self.current()
+        self.refreshes += 1
+        return self.offer(snapshot)
+
+    def offer(self, snapshot: RunSnapshot) -> CachedView:
+        """Record a snapshot obtained by any read or write; returns the parsed view."""
+        document = self._parse(snapshot.annotation)
+        view = CachedView(snapshot, document, self._clock())
+        with self._lock:
+            self._view = view
+        return view
+
+    def _parse(self, raw: str | None) -> BreakerDocument:
+        """Parse once per distinct annotation value, so a bad one is reported once, not per call."""
+        with self._lock:
+            if raw == self._last_raw and self._view.snapshot is not None:
+                return self._last_document
+        document, problem = parse_document(raw)
+        if problem is not None:
+            self.problems.append(problem)
+            logger.warning(
+                "circuit-breaker annotation on run %s: %s (it is rewritten on the next write)",
+                self._api.description,
+                problem,
+            )
+        with self._lock:
+            self._last_raw, self._last_document = raw, document
+        return document

@@ -1,0 +1,178 @@
+"""Compare-and-swap updates of the breaker document on the run's annotation.
+
+`update(mutate)` applies a pure function to the current document and writes the result with a
+resourceVersion precondition. On a conflict it re-reads and re-applies, waiting a random,
+exponentially growing time between tries (tenacity's full jitter), so 20 pods hitting one object do
+not retry in lock-step. The first try uses the cached view: when it is current the write succeeds
+without a GET, and when it is stale the precondition fails and the retry reads fresh — correctness
+never depends on the cache. The budget is bounded in tries and seconds; when it is spent the caller
+gets `BookkeepingError` and carries on as if the circuit were closed.
+
+Conflicts and an unreachable API get different budgets: a conflict means the API works and another
+pod wrote first, so it is worth many quick retries; an unreachable API (5xx, network, timeouts) gets
+a few, after which the store stops trying for `unreachable_pause` seconds, so a stage that records
+many failures during an API outage is not slowed down by a full retry budget on every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+from .api import ApiUnavailable, BookkeepingError, RunApi, WriteConflict
+from .cache import SnapshotCache
+from .document import BreakerDocument, render_document
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Enough for 20 pods writing one run at once (measured on the local API server: a few attempts per
+# success on average, a long tail); a 409 storm gives up after ~6 s of backoff in total.
+DEFAULT_MAX_ATTEMPTS = 16
+DEFAULT_UNAVAILABLE_ATTEMPTS = 3
+
+
+class _stop_after_unavailable(stop_base):
+    """Stop once `limit` tries have failed with ApiUnavailable (conflicts do not count)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen = 0
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        if outcome is not None and isinstance(outcome.exception(), ApiUnavailable):
+            self.seen += 1
+        return self.seen >= self.limit
+
+
+@dataclass(frozen=True)
+class Mutation(Generic[T]):
+    """What `mutate` decided: the document to store (None: nothing to write) and a result."""
+
+    document: BreakerDocument | None
+    result: T
+
+
+@dataclass
+class StoreStats:
+    writes: int = 0
+    conflicts_retried: int = 0
+    unavailable_retried: int = 0
+    budget_exhausted: int = 0
+
+
+class BreakerStore:
+    def __init__(
+        self,
+        api: RunApi,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        unavailable_attempts: int = DEFAULT_UNAVAILABLE_ATTEMPTS,
+        unreachable_pause: float = 5.0,
+        max_seconds: float = 15.0,
+        cache_max_age: float = 1.0,
+        backoff_multiplier: float = 0.02,
+        backoff_max: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api = api
+        self.cache = SnapshotCache(
+            api,
+            max_age=cache_max_age,
+            failure_backoff=unreachable_pause,
+            clock=clock,
+            on_unreachable=self._pause_after_unreachable,
+        )
+        self.stats = StoreStats()
+        self._max_attempts = max_attempts
+        self._unavailable_attempts = unavailable_attempts
+        self._unreachable_pause = unreachable_pause
+        self._unreachable_until = float("-inf")
+        self._clock = clock
+        self._max_seconds = max_seconds
+        self._wait = wait_random_exponential(multiplier=backoff_multiplier, max=backoff_max)
+        self._sleep = sleep
+        # One update at a time per process: threads of one stage must not conflict with each other.
+        self._lock = threading.Lock()
+
+    def _pause_after_unreachable(self) -> None:
+        """Skip bookkeeping for a while: the API just failed a read or a whole retry budget."""
+        self._unreachable_until = self._clock() + self._unreachable_pause
+
+    def document(self) -> BreakerDocument:
+        """The cached document, refreshed by a GET at most once per cache max-age."""
+        return self.cache.fresh().document
+
+    def update(self, mutate: Callable[[BreakerDocument], Mutation[T]]) -> T:
+        """Apply `mutate` to the current document and store the result atomically.
+
+        Raises BookkeepingError when the API cannot be reached or conflicts persist beyond the
+        budget; `mutate` must be pure because it may run once per try.
+        """
+        attempts = {"n": 0}
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, WriteConflict):
+                self.stats.conflicts_retried += 1
+            else:
+                self.stats.unavailable_retried += 1
+
+        def one_try() -> T:
+            attempts["n"] += 1
+            view = self.cache.current() if attempts["n"] == 1 else self.cache.offer(self.api.read())
+            if view.snapshot is None:  # never read yet
+                view = self.cache.offer(self.api.read())
+            assert view.snapshot is not None
+            mutation = mutate(view.document)
+            if mutation.document is None or mutation.document == view.document:
+                return mutation.result
+            rendered = render_document(mutation.document)
+            if rendered == view.snapshot.annotation:
+                return mutation.result
+            written = self.api.write(view.snapshot.resource_version, rendered)
+            self.stats.writes += 1
+            self.cache.offer(written)
+            return mutation.result
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._max_attempts)
+            | stop_after_delay(self._max_seconds)
+            | _stop_after_unavailable(self._unavailable_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(BookkeepingError),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        with self._lock:
+            if self._clock() < self._unreachable_until:
+                raise ApiUnavailable(
+                    f"{self.api.description}: the API was unreachable moments ago; not retrying yet"
+                )
+            try:
+                return retrying(one_try)
+            except ApiUnavailable:
+                self.stats.budget_exhausted += 1
+                self._pause_after_unreachable()
+                raise
+            except BookkeepingError:
+                self.stats.budget_exhausted += 1
+                raise

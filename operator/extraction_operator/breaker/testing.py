@@ -1,0 +1,58 @@
+"""Test doubles for code that uses the breaker: a manual wall clock and an API that misbehaves.
+
+Kept in the package (not under tests/) so the operator's tests can drive breaker state the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .api import ApiUnavailable, RunSnapshot, WriteConflict
+from .memory import InMemoryRunApi
+
+
+class ManualClock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_790_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FlakyApi:
+    """Wraps an InMemoryRunApi. `before_write` runs just before each write (e.g. a competing
+    writer); `fail_reads` / `fail_writes` make the next N calls raise ApiUnavailable;
+    `always_conflict` answers every write with a conflict (a 409 storm)."""
+
+    def __init__(self, inner: InMemoryRunApi) -> None:
+        self.inner = inner
+        self.before_write: Callable[[], None] = lambda: None
+        self.fail_reads = 0
+        self.fail_writes = 0
+        self.always_conflict = False
+        self.reads = 0
+
+    @property
+    def description(self) -> str:
+        return "test/flaky"
+
+    def read(self) -> RunSnapshot:
+        self.reads += 1
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise ApiUnavailable("HTTP 500")
+        return self.inner.read()
+
+    def write(self, resource_version: str, annotation: str) -> RunSnapshot:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise ApiUnavailable("HTTP 503")
+        if self.always_conflict:
+            raise WriteConflict("HTTP 409")
+        self.before_write()
+        return self.inner.write(resource_version, annotation)

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
     )
+    run.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file; default: in-cluster service account, else $KUBECONFIG",
+    )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus port; 0 disables")
     run.add_argument(
         "--liveness",

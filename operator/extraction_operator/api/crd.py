@@ -141,9 +141,20 @@ def spec_schema() -> JSON:
     return schema
 
 
+def _without_defaults(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_defaults(v) for k, v in schema.items() if k != "default"}
+    if isinstance(schema, list):
+        return [_without_defaults(item) for item in schema]
+    return schema
+
+
 def status_schema() -> JSON:
     raw = ExtractionRunStatus.model_json_schema(by_alias=True, mode="serialization")
-    schema = _structural(raw, raw.get("$defs", {}), "status")
+    # No defaults in status: the operator writes all of it, and a default the API server fills in
+    # (`failures: 0`) would make every planned status differ from the stored one, so the operator
+    # would rewrite an unchanged status on every event.
+    schema: JSON = _without_defaults(_structural(raw, raw.get("$defs", {}), "status"))
     schema["description"] = "What the operator observed: run and node phases, conditions, circuits."
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"

@@ -1,0 +1,1 @@
+"""The kopf shell around the pure planner: watches, API writes, workers, process entry."""

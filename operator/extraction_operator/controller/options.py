@@ -1,0 +1,56 @@
+"""Operator settings gathered from the command line (or set directly when embedded)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from kubernetes import client
+
+from .kubeclient import load_configuration
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OperatorOptions:
+    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
+    kubeconfig: str | None = None  # None: in-cluster, else $KUBECONFIG / ~/.kube/config
+    metrics_port: int = 8080
+    liveness: str = "http://0.0.0.0:8081/healthz"
+    log_level: str = "info"
+    log_format: str = "plain"
+    peering: str = ""
+    priority: int = 0
+    resync_seconds: float = 30.0
+    workers: int = 4
+    watch_server_timeout: float = 270.0
+    shutdown_timeout: float = 20.0
+    clock: Callable[[], datetime] = _utc_now
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> OperatorOptions:
+        return cls(
+            namespaces=list(args.namespaces or []),
+            kubeconfig=args.kubeconfig,
+            metrics_port=args.metrics_port,
+            liveness=args.liveness,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            peering=args.peering,
+            priority=args.priority,
+            resync_seconds=args.resync_seconds,
+        )
+
+    @cached_property
+    def _configuration(self) -> client.Configuration:
+        return load_configuration(self.kubeconfig)
+
+    def client_configuration(self) -> client.Configuration:
+        """Loaded once: kopf's login and our REST client must agree on server and identity."""
+        return self._configuration

@@ -1,0 +1,236 @@
+"""One reconcile pass: snapshot what exists, ask the pure planner, carry out its plan.
+
+Ordering is what makes crashes harmless:
+1. Jobs are created first, with deterministic names; a crash before the status write leaves a Job
+   that the next pass adopts (the planner trusts observed Jobs over status for attempt numbers).
+2. Status is then replaced with a compare-and-swap on resourceVersion; losing the race means
+   someone else wrote meanwhile, so this pass's plan is dropped and the run is planned again.
+3. Events are posted only after the status write landed, so a re-planned pass never repeats them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from extraction_operator.api.constants import ANNOTATION_REDRIVE
+from extraction_operator.metrics import Metrics
+from extraction_operator.planner import ObservedJob, Plan, RunSnapshot, observe_job, plan_run
+
+from .api import JobNameTaken, KubeApi, owned_by
+from .circuits import CircuitTracker, as_mapping
+
+logger = logging.getLogger(__name__)
+
+RunKey = tuple[str, str]
+JSON = dict[str, Any]
+
+# After a Job fails, its pod's termination state may reach our cache a moment later than the Job
+# itself (separate watch streams). Waiting this long before accounting the failure keeps the exit
+# code and message, which decide whether the failure is retryable.
+POD_INFO_GRACE_SECONDS = 5.0
+# A created Job is kept in memory until the watch shows it, so the next pass cannot mistake a
+# just-created Job for a lost one.
+RECENT_JOB_TTL_SECONDS = 120.0
+CONFLICT_REQUEUE_SECONDS = 0.2
+ERROR_REQUEUE_SECONDS = 5.0
+
+
+@dataclasses.dataclass
+class ReconcileResult:
+    requeue_after: float | None
+    wrote_status: bool = False
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _has_terminated_container(pods: Sequence[Mapping[str, Any]]) -> bool:
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("reason") == "Evicted":
+            return True
+        for container in status.get("containerStatuses") or []:
+            if isinstance(container, Mapping) and (container.get("state") or {}).get("terminated"):
+                return True
+    return False
+
+
+class Reconciler:
+    """Stateful shell around the pure planner; its memory is only a cache of its own writes."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.api = api
+        self.metrics = metrics
+        self.clock = clock
+        self.circuits = CircuitTracker(metrics, self._post_event, clock)
+        # run key -> (resourceVersion our write superseded, the body the write returned)
+        self._written: dict[RunKey, tuple[str, JSON]] = {}
+        # run key -> job name -> (monotonic time created, job body)
+        self._recent_jobs: dict[RunKey, dict[str, tuple[float, JSON]]] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
+        self.phases: dict[RunKey, str] = {}
+
+    def forget(self, key: RunKey) -> None:
+        self._written.pop(key, None)
+        self._recent_jobs.pop(key, None)
+        self.phases.pop(key, None)
+        self.circuits.forget(key)
+
+    def freshest(self, key: RunKey, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The cached body if the watch has not yet delivered our own last status write."""
+        written = self._written.get(key)
+        if written is None:
+            return body
+        superseded_rv, ours = written
+        if body.get("metadata", {}).get("resourceVersion") == superseded_rv:
+            return ours
+        self._written.pop(key, None)
+        return body
+
+    def _merge_recent(
+        self, key: RunKey, jobs: Sequence[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        recent = self._recent_jobs.get(key)
+        merged = list(jobs)
+        if not recent:
+            return merged
+        seen = {job.get("metadata", {}).get("name") for job in jobs}
+        horizon = time.monotonic() - RECENT_JOB_TTL_SECONDS
+        for name, (created, body) in list(recent.items()):
+            if name in seen or created < horizon:
+                del recent[name]
+            else:
+                merged.append(body)
+        return merged
+
+    def observe(
+        self,
+        run_uid: str,
+        jobs: Sequence[Mapping[str, Any]],
+        pods_of: Callable[[str], Sequence[Mapping[str, Any]]],
+        now: datetime,
+    ) -> tuple[list[ObservedJob], float | None]:
+        """This run's Jobs, holding back a failure whose pod details are still in flight."""
+        observed: list[ObservedJob] = []
+        recheck: float | None = None
+        for job in jobs:
+            if not owned_by(job, run_uid):
+                continue
+            name = job.get("metadata", {}).get("name", "")
+            pods = pods_of(name)
+            item = observe_job(job, pods)
+            if item is None:
+                continue
+            if item.phase == "Failed" and not _has_terminated_container(pods):
+                age = (now - item.finished_at).total_seconds() if item.finished_at else 0.0
+                if age < POD_INFO_GRACE_SECONDS:
+                    item = dataclasses.replace(item, phase="Active")
+                    wait = POD_INFO_GRACE_SECONDS - age
+                    recheck = wait if recheck is None else min(recheck, wait)
+            observed.append(item)
+        return observed, recheck
+
+    async def reconcile(
+        self,
+        key: RunKey,
+        body: Mapping[str, Any],
+        jobs: Sequence[Mapping[str, Any]],
+        pods_of: Callable[[str], Sequence[Mapping[str, Any]]],
+    ) -> ReconcileResult:
+        body = self.freshest(key, body)
+        meta = body.get("metadata", {})
+        if meta.get("deletionTimestamp"):
+            return ReconcileResult(None)  # being deleted: launch nothing, write nothing
+        now = self.clock()
+        annotations = meta.get("annotations") or {}
+        uid = str(meta.get("uid", ""))
+        observed, recheck = self.observe(uid, self._merge_recent(key, jobs), pods_of, now)
+        spec = as_mapping(body.get("spec"))
+        circuits = self.circuits.read(key, body)
+        status = body.get("status")
+        snapshot = RunSnapshot(
+            name=str(meta.get("name", "")),
+            namespace=str(meta.get("namespace", "")),
+            uid=uid,
+            generation=int(meta.get("generation") or 0),
+            created_at=_parse_time(meta.get("creationTimestamp")) or now,
+            spec=spec,
+            status=as_mapping(status),
+            redrive=annotations.get(ANNOTATION_REDRIVE),
+            jobs=observed,
+            circuits=circuits.gates,
+            now=now,
+        )
+        plan = plan_run(snapshot)
+        old_circuits = snapshot.status.get("circuits") or {}
+        if circuits.summaries or old_circuits:
+            plan.status["circuits"] = circuits.summaries
+            plan.status_changed = plan.status_changed or circuits.summaries != old_circuits
+        result = await self._apply(key, body, plan)
+        if recheck is not None:
+            result.requeue_after = (
+                recheck if result.requeue_after is None else min(result.requeue_after, recheck)
+            )
+        return result
+
+    async def _apply(self, key: RunKey, body: Mapping[str, Any], plan: Plan) -> ReconcileResult:
+        meta = body.get("metadata", {})
+        namespace, name, uid = key[0], key[1], str(meta.get("uid", ""))
+        for manifest in plan.create_jobs:
+            try:
+                job, created = await self.api.create_job(namespace, manifest, uid)
+            except JobNameTaken as error:
+                self.metrics.reconcile_errors.labels("job_name_taken").inc()
+                self._post_event(body, "Warning", "JobNameTaken", str(error))
+                continue
+            (self.metrics.job_launches if created else self.metrics.job_adoptions).inc()
+            job_name = job.get("metadata", {}).get("name", manifest["metadata"]["name"])
+            self._recent_jobs.setdefault(key, {})[job_name] = (time.monotonic(), job)
+        for job_name in plan.delete_jobs:
+            await self.api.delete_job(namespace, job_name)
+
+        old_status = as_mapping(body.get("status"))
+        self.phases[key] = str(plan.status.get("phase", "Pending"))
+        if not plan.status_changed:
+            return ReconcileResult(plan.requeue_after)
+        rv = str(meta.get("resourceVersion", ""))
+        written = await self.api.replace_status(namespace, name, rv, plan.status)
+        if written is None:
+            self.metrics.status_conflicts.inc()
+            return ReconcileResult(CONFLICT_REQUEUE_SECONDS)
+        self._written[key] = (rv, written)
+        self.metrics.record_node_transitions(
+            old_status.get("nodes") or {}, plan.status.get("nodes") or {}
+        )
+        if plan.status.get("redrive") != old_status.get("redrive"):
+            self.metrics.redrives.labels("annotation").inc()
+        for event in plan.events:
+            self._post_event(written, event.type, event.reason, event.message)
+        return ReconcileResult(plan.requeue_after, wrote_status=True)
+
+    def _post_event(self, run: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        task = asyncio.create_task(self.api.post_event(run, kind, reason, message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def drain_events(self, grace_seconds: float) -> None:
+        """Give in-flight Event posts a chance to land before shutdown."""
+        if self._event_tasks:
+            await asyncio.wait(list(self._event_tasks), timeout=grace_seconds)

@@ -306,3 +306,5 @@ class ExtractionRunStatus(_StatusModel):
     # The last `extraction.dev/redrive` annotation value acted upon: a new value means "re-drive".
     redrive: str | None = None
     redriven_at: datetime | None = None
+    # The operator instance that last drove this run; a different one means a restart or takeover.
+    reconciled_by: Annotated[str, Field(max_length=253)] | None = None

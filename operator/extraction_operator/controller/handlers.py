@@ -50,6 +50,8 @@ class OperatorState:
     pods: Any = None  # kopf.Index[(namespace, job name), pod]
     job_owner: dict[tuple[str, str], RunKey] = field(default_factory=dict)
     reconciles: int = 0
+    stopping: bool = False
+    busy: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def run_phases(self) -> list[str]:
         return list(self.reconciler.phases.values()) if self.reconciler else []
@@ -122,6 +124,8 @@ def configure_settings(settings: kopf.OperatorSettings, options: OperatorOptions
         settings.peering.priority = options.priority
         settings.peering.clusterwide = not options.namespaces
         settings.peering.mandatory = True
+        # A dead active replica's record expires after this; the standby takes over then.
+        settings.peering.lifetime = options.peering_lifetime
     else:
         settings.peering.standalone = True
 
@@ -166,16 +170,16 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         state.runs, state.jobs = kwargs["xruns"], kwargs["xrun_jobs"]
         state.pods = kwargs["xrun_pods"]
         state.rest = KubeRest(state.options.client_configuration())
-        state.reconciler = Reconciler(KubeApi(state.rest), state.metrics, state.options.clock)
+        state.reconciler = Reconciler(
+            KubeApi(state.rest), state.metrics, state.options.clock, state.options.instance
+        )
         for index in range(state.options.workers):
             state.tasks.append(asyncio.create_task(_worker(state), name=f"reconcile-{index}"))
         state.tasks.append(asyncio.create_task(_resync(state), name="resync"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
-        for task in state.tasks:
-            task.cancel()
-        await asyncio.gather(*state.tasks, return_exceptions=True)
+        await _drain(state)
         state.queue.close()
         if state.reconciler is not None:
             await state.reconciler.drain_events(grace_seconds=3.0)
@@ -231,12 +235,33 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
 
 async def _worker(state: OperatorState) -> None:
     await state.indexed.wait()
-    while True:
+    task = asyncio.current_task()
+    assert task is not None
+    while not state.stopping:
         key = await state.queue.get()
+        state.busy.add(task)
         try:
             await _reconcile_one(state, key)
         finally:
+            state.busy.discard(task)
             state.queue.done(key)
+
+
+async def _drain(state: OperatorState) -> None:
+    """Graceful stop: idle workers stop now; a worker in the middle of a pass finishes it (its
+    Job creates and status write land) unless that takes longer than the drain timeout. A pass
+    cut short is harmless anyway (Jobs first, then a CAS status write), just wasteful."""
+    state.stopping = True
+    for task in state.tasks:
+        if task not in state.busy:
+            task.cancel()
+    busy = [task for task in state.tasks if task in state.busy]
+    if busy:
+        logger.info("Waiting for %d reconcile pass(es) to finish before exiting", len(busy))
+        _, pending = await asyncio.wait(busy, timeout=state.options.drain_seconds)
+        for task in pending:
+            task.cancel()
+    await asyncio.gather(*state.tasks, return_exceptions=True)
 
 
 async def _reconcile_one(state: OperatorState, key: RunKey) -> None:

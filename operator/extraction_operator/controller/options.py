@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +17,11 @@ from .kubeclient import load_configuration
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _instance_id() -> str:
+    """Pod name (the hostname in Kubernetes) plus pid: unique per operator process."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 @dataclass
@@ -31,7 +38,10 @@ class OperatorOptions:
     workers: int = 4
     watch_server_timeout: float = 270.0
     shutdown_timeout: float = 20.0
+    drain_seconds: float = 10.0  # how long SIGTERM waits for reconcile passes in flight
+    peering_lifetime: int = 20
     clock: Callable[[], datetime] = _utc_now
+    instance: str = field(default_factory=_instance_id)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> OperatorOptions:

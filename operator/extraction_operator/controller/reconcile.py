@@ -24,6 +24,7 @@ from extraction_operator.planner import ObservedJob, Plan, RunSnapshot, observe_
 
 from .api import JobNameTaken, KubeApi, owned_by
 from .circuits import CircuitTracker, as_mapping
+from .crashpoints import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ POD_INFO_GRACE_SECONDS = 5.0
 # just-created Job for a lost one.
 RECENT_JOB_TTL_SECONDS = 120.0
 CONFLICT_REQUEUE_SECONDS = 0.2
+SHELL_STATUS_FIELDS = ("circuits", "reconciledBy")
+TERMINAL_PHASES = ("Succeeded", "Failed")
 ERROR_REQUEUE_SECONDS = 5.0
 
 
@@ -75,8 +78,10 @@ class Reconciler:
         api: KubeApi,
         metrics: Metrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        instance: str = "extraction-operator",
     ) -> None:
         self.api = api
+        self.instance = instance
         self.metrics = metrics
         self.clock = clock
         self.circuits = CircuitTracker(metrics, self._post_event, clock)
@@ -164,7 +169,9 @@ class Reconciler:
         observed, recheck = self.observe(uid, self._merge_recent(key, jobs), pods_of, now)
         spec = as_mapping(body.get("spec"))
         circuits = self.circuits.read(key, body)
-        status = body.get("status")
+        status = as_mapping(body.get("status"))
+        # The planner owns status except these fields, which only the shell knows about.
+        planner_status = {k: v for k, v in status.items() if k not in SHELL_STATUS_FIELDS}
         snapshot = RunSnapshot(
             name=str(meta.get("name", "")),
             namespace=str(meta.get("namespace", "")),
@@ -172,23 +179,47 @@ class Reconciler:
             generation=int(meta.get("generation") or 0),
             created_at=_parse_time(meta.get("creationTimestamp")) or now,
             spec=spec,
-            status=as_mapping(status),
+            status=planner_status,
             redrive=annotations.get(ANNOTATION_REDRIVE),
             jobs=observed,
             circuits=circuits.gates,
             now=now,
         )
         plan = plan_run(snapshot)
-        old_circuits = snapshot.status.get("circuits") or {}
-        if circuits.summaries or old_circuits:
-            plan.status["circuits"] = circuits.summaries
-            plan.status_changed = plan.status_changed or circuits.summaries != old_circuits
+        takeover = self._add_shell_fields(plan, status, circuits.summaries)
         result = await self._apply(key, body, plan)
+        if takeover is not None and result.wrote_status:
+            self.metrics.redrives.labels("takeover").inc()
+            self._post_event(body, "Normal", "TakenOver", takeover)
         if recheck is not None:
             result.requeue_after = (
                 recheck if result.requeue_after is None else min(result.requeue_after, recheck)
             )
         return result
+
+    def _add_shell_fields(
+        self, plan: Plan, old: Mapping[str, Any], circuits: Mapping[str, Any]
+    ) -> str | None:
+        """Mirror the breakers and stamp this instance on a run in flight. Returns the message of
+        a takeover Event when the run was last driven by another (stopped) instance."""
+        for field in SHELL_STATUS_FIELDS:
+            if field in old:
+                plan.status[field] = old[field]
+        if circuits or "circuits" in old:
+            plan.status["circuits"] = dict(circuits)
+        previous = old.get("reconciledBy")
+        if plan.status.get("phase") in TERMINAL_PHASES:
+            plan.status_changed = plan.status_changed or any(
+                plan.status.get(f) != old.get(f) for f in SHELL_STATUS_FIELDS
+            )
+            return None
+        plan.status["reconciledBy"] = self.instance
+        plan.status_changed = plan.status_changed or any(
+            plan.status.get(f) != old.get(f) for f in SHELL_STATUS_FIELDS
+        )
+        if previous and previous != self.instance:
+            return f"operator {self.instance} took over this run from {previous}"
+        return None
 
     async def _apply(self, key: RunKey, body: Mapping[str, Any], plan: Plan) -> ReconcileResult:
         meta = body.get("metadata", {})
@@ -201,6 +232,7 @@ class Reconciler:
                 self._post_event(body, "Warning", "JobNameTaken", str(error))
                 continue
             (self.metrics.job_launches if created else self.metrics.job_adoptions).inc()
+            crash_point("after-job-create")
             job_name = job.get("metadata", {}).get("name", manifest["metadata"]["name"])
             self._recent_jobs.setdefault(key, {})[job_name] = (time.monotonic(), job)
         for job_name in plan.delete_jobs:
@@ -211,7 +243,9 @@ class Reconciler:
         if not plan.status_changed:
             return ReconcileResult(plan.requeue_after)
         rv = str(meta.get("resourceVersion", ""))
+        crash_point("before-status-write")
         written = await self.api.replace_status(namespace, name, rv, plan.status)
+        crash_point("after-status-write")
         if written is None:
             self.metrics.status_conflicts.inc()
             return ReconcileResult(CONFLICT_REQUEUE_SECONDS)

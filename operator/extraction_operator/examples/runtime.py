@@ -7,7 +7,10 @@ context returning a summary) into that protocol, so each stage module holds only
 - exit 0: done; the summary is the termination message;
 - exit 1: a failure worth retrying (an I/O error, the deliberate flaky failure);
 - exit 2: the input is missing or corrupt; retrying cannot help, so the example manifests list 2 in
-  `nonRetryableExitCodes` and the run fails at once with the message naming the file and the fix.
+  `nonRetryableExitCodes` and the run fails at once with the message naming the file and the fix;
+- exit 75: a circuit breaker was open (`CircuitOpen` from `extraction_operator.stage`), so the
+  stage did not call its provider; the operator parks the node as `Blocked` without spending a
+  retry and launches it again after the breaker's recovery time.
 
 Nothing here may print a traceback for bad input: a person reads these messages in `kubectl get`.
 """
@@ -22,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extraction_operator.api import constants
+from extraction_operator.breaker.runtime import CircuitOpen
 
 EXIT_OK = 0
 EXIT_RETRYABLE = 1
 EXIT_BAD_INPUT = 2
+EXIT_CIRCUIT_OPEN = constants.EXIT_CIRCUIT_OPEN
 
 # Kubernetes reads at most 4 KiB of a termination message; the operator keeps 1 KiB of it.
 MAX_TERMINATION_MESSAGE = 1000
@@ -160,6 +165,13 @@ def run_stage(body: StageBody, env: Mapping[str, str] | None = None) -> int:
         return _report(f"bad input: {error}", EXIT_BAD_INPUT, environment)
     except StageTransientError as error:
         return _report(str(error), EXIT_RETRYABLE, environment)
+    except CircuitOpen as error:
+        return _report(
+            f"{error}; not calling the provider (exit {EXIT_CIRCUIT_OPEN}: the operator retries "
+            "after the recovery time)",
+            EXIT_CIRCUIT_OPEN,
+            environment,
+        )
     except OSError as error:
         return _report(f"I/O error: {error}", EXIT_RETRYABLE, environment)
     except Exception as error:  # a bug in the stage: keep the trace in the log, the gist in status

@@ -14,14 +14,31 @@ graph):
 
 The first line of the output is a header naming the shard and the digest of `chunks.jsonl`, so the
 entities stage can prove it merges a complete, consistent set of shard files.
+
+With `LLM_PROVIDER_URL` set, each chunk goes to that (fake) LLM provider instead (`provider.py`
+answers with this same heuristic, so the graph is identical), one call per chunk inside
+`with circuit("llm")`. A failed call does not stop the shard at once: like a batch job, it tries
+every chunk and then fails (exit 1) naming how many calls failed, so the operator re-runs it with
+backoff. An open circuit stops it at once (exit 75: the node waits as `Blocked`). Set
+`LLM_BREAKER=off` to call the provider without a breaker (the outage benchmark's baseline).
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from .provider_client import (
+    DEFAULT_TIMEOUT_SECONDS,
+    ENV_PROVIDER_TIMEOUT,
+    ENV_PROVIDER_URL,
+    ProviderHTTPError,
+    ProviderReplyError,
+    ProviderUnavailable,
+    extract_mentions,
+)
 from .records import (
     CHUNKS_FILE,
     Chunk,
@@ -31,7 +48,10 @@ from .records import (
     read_json_lines,
     write_json_lines,
 )
-from .runtime import StageContext, run_stage
+from .runtime import StageContext, StageInputError, StageTransientError, run_stage
+
+ENV_BREAKER = "LLM_BREAKER"
+CIRCUIT = "llm"
 
 MONTHS = [
     "January",
@@ -269,6 +289,53 @@ def shard_header(context: StageContext, chunks_digest: str, chunk_count: int) ->
     }
 
 
+def extract_shard(context: StageContext, chunks: list[Chunk]) -> list[Mention]:
+    """The mentions of this shard's chunks: locally, or through the provider when one is set."""
+    url = context.env.get(ENV_PROVIDER_URL, "").strip()
+    if not url:
+        return [mention for chunk in chunks for mention in find_mentions(chunk)]
+    timeout = _timeout(context)
+    guard = _guard(context)
+    mentions: list[Mention] = []
+    failures: list[str] = []
+    for chunk in chunks:
+        try:
+            with guard:  # raises CircuitOpen when the breaker is open: the stage exits 75
+                mentions.extend(extract_mentions(url, chunk, run=context.run, timeout=timeout))
+        except (ProviderHTTPError, ProviderUnavailable, ProviderReplyError) as error:
+            failures.append(f"{chunk.id}: {error}")
+    if failures:
+        raise StageTransientError(
+            f"{len(failures)} of {len(chunks)} provider calls failed (first: {failures[0]})"
+        )
+    return mentions
+
+
+def _guard(context: StageContext) -> AbstractContextManager[object]:
+    """`circuit("llm")`, or nothing with `LLM_BREAKER=off`."""
+    setting = context.env.get(ENV_BREAKER, "on").strip().lower()
+    if setting == "off":
+        return nullcontext()
+    if setting != "on":
+        raise StageInputError(f"{ENV_BREAKER}={setting!r}: use 'on' (the default) or 'off'")
+    from extraction_operator.stage import circuit  # only stages that call a provider need it
+
+    return circuit(CIRCUIT)
+
+
+def _timeout(context: StageContext) -> float:
+    raw = context.env.get(ENV_PROVIDER_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise StageInputError(f"{ENV_PROVIDER_TIMEOUT}={raw!r} must be a positive number")
+    return value
+
+
 def mentions_stage(context: StageContext) -> str:
     chunks_path = context.output_dir / CHUNKS_FILE
     records = read_json_lines(chunks_path, "chunk")
@@ -277,7 +344,7 @@ def mentions_stage(context: StageContext) -> str:
         for number, record in enumerate(records, start=1)
     ]
     mine = shard_chunks(chunks, context.shard_index, context.shard_count)
-    mentions = [mention for chunk in mine for mention in find_mentions(chunk)]
+    mentions = extract_shard(context, mine)
     header = shard_header(context, file_digest(chunks_path), len(mine))
     write_json_lines(
         context.output_dir / mentions_file(context.shard_index),

@@ -114,7 +114,9 @@ class OutageSchedule:
             self._waiting_for_first_call = False
             self.starts_at = now
         ends_at = self.ends_at
-        return self.starts_at is not None and ends_at is not None and self.starts_at <= now < ends_at
+        if self.starts_at is None or ends_at is None:
+            return False
+        return self.starts_at <= now < ends_at
 
 
 class FakeProvider:
@@ -175,7 +177,7 @@ class FakeProvider:
             self._schedule.start_now(seconds)
 
     def admit(self, run: str) -> bool:
-        """Count one extraction call from `run`; True when it may succeed, False during an outage."""
+        """Count one extraction call from `run`: True when it may succeed, False in an outage."""
         with self._lock:
             failing = self._schedule.failing()
             stats = self._stats
@@ -216,7 +218,7 @@ def _handler_for(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             return  # hundreds of calls a minute: keep the demo's terminal clean
 
         def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -239,13 +241,13 @@ def _handler_for(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 return None
             return self.rfile.read(length)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        def do_GET(self) -> None:
             if urlsplit(self.path).path == STATS_PATH:
                 self._send(200, provider.stats())
             else:
                 self._send(404, {"error": f"no such path; try POST {EXTRACT_PATH}"})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             url = urlsplit(self.path)
             body = self._body()
             if body is None:

@@ -11,7 +11,6 @@ an unreachable or silent provider raises `ProviderUnavailable`, a `ConnectionErr
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -61,7 +60,7 @@ def extract_mentions(
     except urllib.error.HTTPError as error:
         detail = error.read().decode("utf-8", errors="replace")[:200]
         raise ProviderHTTPError(error.code, detail or str(error.reason)) from None
-    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as error:
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise ProviderUnavailable(f"{base_url}: {reason}") from None
     except ValueError as error:

@@ -77,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="kopf peering object name for HA (two replicas, one active); empty: standalone",
     )
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (highest is active); default: random, so the "
+        "replicas of one Deployment never tie (kopf pauses every replica on a tie)",
+    )
     run.add_argument(
         "--resync-seconds",
         type=float,

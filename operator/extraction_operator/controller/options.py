@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class OperatorOptions:
             log_level=args.log_level,
             log_format=args.log_format,
             peering=args.peering,
-            priority=args.priority,
+            priority=args.priority if args.priority is not None else random.randint(1, 2**30),
             resync_seconds=args.resync_seconds,
         )
 

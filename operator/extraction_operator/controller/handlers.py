@@ -32,6 +32,7 @@ from .workqueue import WorkQueue
 logger = logging.getLogger(__name__)
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+KOPF_PREFIX = f"kopf.{GROUP}"
 
 
 @dataclass
@@ -91,14 +92,16 @@ def configure_settings(settings: kopf.OperatorSettings, options: OperatorOptions
     # Our own Events carry meaning; kopf's per-log-line Events would flood the API server.
     settings.posting.enabled = False
     # Spec handlers must not fire for breaker writes: stage pods update that annotation often.
+    # kopf's own annotations get a prefix of their own: kopf hides every annotation under its
+    # storage prefix from the diff, which would also hide `extraction.dev/redrive`.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP,
+        prefix=KOPF_PREFIX,
         key="last-handled-configuration",
         ignored_fields=[["metadata", "annotations", ANNOTATION_BREAKERS]],
     )
     # kopf's default progress storage writes `status.kopf`, which our structural schema prunes.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"  # unused: no handler needs one
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"  # unused: no handler needs one
     # Watches: the server closes a stream after ~4.5 minutes; we give up on a silent one after 5
     # (a half-open TCP connection would otherwise stall the operator forever).
     settings.watching.server_timeout = options.watch_server_timeout

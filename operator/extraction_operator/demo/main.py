@@ -6,6 +6,10 @@ local cluster and the embedded operator, apply the runs, follow them live, then 
 0 every run succeeded, 1 a run failed (or could not be applied), 2 `--timeout` passed first,
 130 interrupted by Ctrl-C.
 
+`--outage SECONDS` also starts a fake LLM provider in this process and points the runs at it
+(`outage.py`): the provider fails for SECONDS from its first call, and the live view shows the
+`llm` circuit opening, the shards waiting as `Blocked`, a probe, and the run finishing.
+
 `demonstrate` holds that flow against the small `DemoBackend` protocol, so the tests can drive it
 with a scripted backend; `run_demo` wires it to the real cluster (`backend.LocalDemoBackend`).
 Operator and cluster logs go to `demo.log` in the demo's work directory, which is kept after exit
@@ -30,6 +34,7 @@ from typing import Any, Protocol, TextIO
 
 from .follow import Outcome, follow_runs, utc_now
 from .manifests import ManifestError, Manifests, RunRef, load_manifests
+from .outage import provider_note, with_provider
 from .status import run_key
 from .summary import EXIT_FAILED, exit_code, json_document, render_summary
 from .view import LiveView
@@ -74,8 +79,12 @@ def demonstrate(
     stderr: TextIO,
     follow: Callable[..., Outcome] = follow_runs,
     wait_for_interrupt: Callable[[], None] = _wait_for_ctrl_c,
+    provider_stats: Callable[[], JSON] | None = None,
 ) -> int:
-    """Apply the manifests, follow the runs, report, and return the exit code."""
+    """Apply the manifests, follow the runs, report, and return the exit code.
+
+    `provider_stats` (with `--outage`) reports what reached the fake provider, in the summary and
+    as `"provider"` in the JSON document."""
     live = output == "live"
     notes = stdout if live else stderr  # in JSON mode stdout carries the document only
     if not _apply_all(backend, manifests, stderr):
@@ -88,7 +97,10 @@ def demonstrate(
     except KeyboardInterrupt:
         interrupted = True
         outcome = _last_known(backend, manifests, stderr)
-    _report(backend, outcome, live=live, timeout=timeout, stdout=stdout, stderr=stderr)
+    stats = provider_stats() if provider_stats is not None else None
+    _report(
+        backend, outcome, live=live, timeout=timeout, stdout=stdout, stderr=stderr, provider=stats
+    )
     if interrupted:
         return EXIT_INTERRUPTED
     code = exit_code(outcome.runs, expected=len(manifests.runs), timed_out=outcome.timed_out)
@@ -138,12 +150,15 @@ def _report(
     timeout: float,
     stdout: TextIO,
     stderr: TextIO,
+    provider: JSON | None = None,
 ) -> None:
     """The closing text summary, or the JSON document."""
     outputs = {run_key(run): backend.outputs_dir(run) for run in outcome.runs}
     if live:
         now = utc_now()
         stdout.write("\n" + render_summary(outcome.runs, now, outputs, missing=outcome.missing))
+        if provider is not None:
+            stdout.write(provider_note(provider) + "\n")
         if outcome.timed_out:
             stdout.write(f"Timed out after {timeout:.0f}s; the runs above had not finished.\n")
     else:
@@ -153,6 +168,8 @@ def _report(
             stderr.write(f"could not list the runs' Jobs: {error}\n")
             jobs = []
         document = json_document(outcome.runs, jobs, outputs)
+        if provider is not None:
+            document["provider"] = dict(provider)
         stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     stdout.flush()
 
@@ -200,16 +217,36 @@ def run_demo(args: argparse.Namespace) -> int:
     `--timeout` bounds the whole command: starting the cluster and operator is paid from it."""
     started = time.monotonic()
     stdout, stderr = sys.stdout, sys.stderr
-    if args.outage > 0:
-        stderr.write(
-            "--outage is not yet available (the fake LLM provider comes with the circuit "
-            "breaker demo); running without an outage.\n"
-        )
     try:
         manifests = load_manifests(args.manifests)
     except ManifestError as error:
         stderr.write(f"extraction-operator demo: the manifests cannot be applied:\n{error}\n")
         return EXIT_FAILED
+    if args.outage < 0:
+        stderr.write("extraction-operator demo: --outage must be a number of seconds >= 0\n")
+        return EXIT_FAILED
+    if args.outage > 0:
+        from extraction_operator.examples.provider import FakeProvider
+
+        with FakeProvider(outage_seconds=args.outage) as provider:
+            notes = stdout if args.output == "live" else stderr
+            notes.write(
+                f"Fake LLM provider at {provider.url}: it fails every call for "
+                f"{args.outage:g}s from the first one.\n"
+            )
+            return _run_demo(
+                args, with_provider(manifests, provider.url, args.outage), started, provider.stats
+            )
+    return _run_demo(args, manifests, started, None)
+
+
+def _run_demo(
+    args: argparse.Namespace,
+    manifests: Manifests,
+    started: float,
+    provider_stats: Callable[[], JSON] | None,
+) -> int:
+    stdout, stderr = sys.stdout, sys.stderr
     from .backend import LocalDemoBackend  # imports kopf and the cluster: only when needed
 
     workdir = Path(tempfile.mkdtemp(prefix="extraction-demo-"))
@@ -227,6 +264,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     serve=args.serve,
                     stdout=stdout,
                     stderr=stderr,
+                    provider_stats=provider_stats,
                 )
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED

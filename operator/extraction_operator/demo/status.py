@@ -147,6 +147,35 @@ def node_rows(run: JSON) -> list[NodeRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class CircuitRow:
+    """One circuit breaker of a run, as the operator mirrors it in `status.circuits`."""
+
+    name: str
+    state: str
+    failures: int
+    opened_at: datetime | None
+    last_error: str
+
+
+def circuit_rows(run: JSON) -> list[CircuitRow]:
+    """The run's circuits by name; empty when the run has none (or the status is malformed)."""
+    circuits = mapping(mapping(run.get("status")).get("circuits"))
+    rows = []
+    for name in sorted(circuits):
+        circuit = mapping(circuits[name])
+        rows.append(
+            CircuitRow(
+                name=str(name),
+                state=text(circuit.get("state")) or "closed",
+                failures=_int_or_none(circuit.get("failures")) or 0,
+                opened_at=parse_time(circuit.get("openedAt")),
+                last_error=" ".join(text(circuit.get("lastError")).split()),
+            )
+        )
+    return rows
+
+
 def format_duration(seconds: float | None) -> str:
     """`0.4s`, `12s`, `3m05s`; a dash before the node starts.
 

@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from .status import (
+    CircuitRow,
     NodeRow,
+    circuit_rows,
     format_duration,
     mapping,
     node_rows,
@@ -28,6 +30,7 @@ from .status import (
 JSON = Mapping[str, Any]
 
 # SGR colours per phase, used only on a terminal.
+CIRCUIT_COLOURS = {"open": "31", "half-open": "33", "closed": "32"}
 PHASE_COLOURS = {
     "Succeeded": "32",
     "Failed": "31",
@@ -66,6 +69,27 @@ def _exit(code: int | None) -> str:
     return f"exit {code}" if code is not None else ""
 
 
+def circuit_line(row: CircuitRow, *, colours: bool = False) -> str:
+    """`circuit llm: open since 04:23:01 after 5 failures (last error: ...)`.
+
+    Shown under the run's heading only while a breaker matters (it has failures or is not closed),
+    so a healthy run's table looks the same as without breakers."""
+    code = CIRCUIT_COLOURS.get(row.state)
+    state = f"\x1b[{code}m{row.state}\x1b[0m" if colours and code else row.state
+    line = f"  circuit {row.name}: {state}"
+    if row.state != "closed" and row.opened_at is not None:
+        line += f" since {row.opened_at.strftime('%H:%M:%S')}"
+    if row.failures:
+        line += f" after {row.failures} failure{'s' if row.failures != 1 else ''}"
+    if row.state != "closed" and row.last_error:
+        line += f" (last error: {row.last_error})"
+    return line
+
+
+def _worth_showing(row: CircuitRow) -> bool:
+    return row.state != "closed" or row.failures > 0
+
+
 def run_heading(run: JSON) -> str:
     status = mapping(run.get("status"))
     progress = text(status.get("progress"))
@@ -81,6 +105,14 @@ def render_run(run: JSON, now: datetime, *, width: int = 0, colours: bool = Fals
     rows = node_rows(run)
     name_width = max([len(HEADINGS[0]), *(len(row.name) for row in rows)])
     lines = [_fit(run_heading(run), width)]
+    # Truncate the plain text first, then colour it, so the width stays right.
+    lines.extend(
+        circuit_line(c, colours=colours)
+        if width <= 0 or len(circuit_line(c)) <= width
+        else _fit(circuit_line(c), width)
+        for c in circuit_rows(run)
+        if _worth_showing(c)
+    )
     lines.append(
         _fit(
             f"  {HEADINGS[0]:<{name_width}}  {HEADINGS[1]:<{PHASE_WIDTH}}  "
@@ -130,12 +162,18 @@ class ChangeTracker:
     def __init__(self) -> None:
         self._runs: dict[str, str] = {}
         self._nodes: dict[tuple[str, str], NodeState] = {}
+        self._circuits: dict[tuple[str, str], str] = {}
 
     def change_lines(self, runs: Sequence[JSON], now: datetime) -> list[str]:
         clock = now.strftime("%H:%M:%S")
         lines = []
         for run in runs:
             key = run_key(run)
+            for circuit in circuit_rows(run):
+                previous_state = self._circuits.get((key, circuit.name), "closed")
+                if circuit.state != previous_state:
+                    self._circuits[(key, circuit.name)] = circuit.state
+                    lines.append(f"{clock} {key} {circuit_line(circuit).strip()}")
             for row in node_rows(run):
                 state = (row.phase, row.attempts)
                 if self._nodes.get((key, row.name)) == state:

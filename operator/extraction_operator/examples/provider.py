@@ -43,6 +43,7 @@ STATS_PATH = "/stats"
 CONTROL_OUTAGE_PATH = "/control/outage"
 OUTAGE_STATUS = 503
 MAX_BODY_BYTES = 1 << 20
+MAX_FAILURE_TIMES = 1000
 
 
 @dataclass
@@ -64,6 +65,9 @@ class ProviderStats:
     outage_ends_at: float | None = None
     first_failure_at: float | None = None
     last_failure_at: float | None = None
+    # When each failed call arrived (wall clock), to see how a breaker spread them over an outage;
+    # bounded so an outage without a breaker cannot grow it without limit.
+    failure_times: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +77,7 @@ class ProviderStats:
             "outage_ends_at": self.outage_ends_at,
             "first_failure_at": self.first_failure_at,
             "last_failure_at": self.last_failure_at,
+            "failure_times": list(self.failure_times),
         }
 
 
@@ -189,6 +194,8 @@ class FakeProvider:
                 now = self._clock()
                 stats.first_failure_at = stats.first_failure_at or now
                 stats.last_failure_at = now
+                if len(stats.failure_times) < MAX_FAILURE_TIMES:
+                    stats.failure_times.append(now)
             return not failing
 
     def stats(self) -> dict[str, Any]:

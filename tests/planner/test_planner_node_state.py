@@ -42,11 +42,13 @@ def test_round_trip() -> None:
     assert parse_node_state(wire) == state
 
 
-def test_succeeded_nodes_drop_message_reason_and_exit_code() -> None:
+def test_succeeded_nodes_keep_their_message_but_drop_reason_and_exit_code() -> None:
     wire = serialize_node_state(
         NodeState(phase="Succeeded", attempts=1, exit_code=0, reason="x", message="all good")
     )
-    assert wire == {"phase": "Succeeded", "attempts": 1}
+    assert wire == {"phase": "Succeeded", "attempts": 1, "message": "all good"}
+    bare = serialize_node_state(NodeState(phase="Succeeded", attempts=1, exit_code=0))
+    assert bare == {"phase": "Succeeded", "attempts": 1}
 
 
 def test_garbage_fields_fall_back_to_defaults() -> None:

@@ -301,12 +301,15 @@ def test_status_of_a_huge_run_with_every_node_failed_stays_under_512_kib() -> No
     assert not again.status_changed
 
 
-def test_succeeded_nodes_keep_no_message() -> None:
+def test_succeeded_nodes_keep_the_stages_termination_message() -> None:
     cluster = FakeCluster(spec(stage("a")))
     cluster.step()
-    cluster.finish("a", message="processed 10 chunks")
+    cluster.finish("a", message="processed 10 chunks token=sk-abcdefghijklmnopqrstuvwx")
     cluster.step()
-    assert "message" not in cluster.node("a")
+    node = cluster.node("a")
+    assert node["message"].startswith("processed 10 chunks")
+    assert "sk-abcdefghijklmnopqrstuvwx" not in node["message"], "secrets are scrubbed"
+    assert "exitCode" not in node
 
 
 # ------------------------------------------------------------------------------- determinism

@@ -16,6 +16,7 @@ from .backoff import EffectivePolicy, jitter_seed, retry_delay
 from .classify import CIRCUIT_OPEN, Failure, classify_failure, lost_job_failure
 from .events import EventLog
 from .gates import recovery_time
+from .messages import clean_message
 from .node_state import NodeState
 from .nodes import Node
 from .timefmt import add_seconds, ceil_second, floor_second, format_clock
@@ -93,6 +94,9 @@ def settle_running(
         state.phase = "Succeeded"
         state.clear_outcome()
         state.finished_at = floor_second(current.finished_at or ctx.now)
+        # DESIGN.md: the node's message is the stage's termination message, success included
+        # ("graph.json: 66 entities"); the status-wide message budget keeps fan-outs compact.
+        state.message = clean_message(current.message)
         ctx.log.node(
             node.stage.name,
             node.key,

@@ -85,8 +85,8 @@ def parse_node_state(raw: Any) -> NodeState:
 
 
 def serialize_node_state(state: NodeState) -> dict[str, Any]:
-    """The compact wire form: camelCase, None and zero failures omitted, and a Succeeded node keeps
-    no message (500 shards of "ok" would only eat into the object size budget)."""
+    """The compact wire form: camelCase, None and zero failures omitted; a Succeeded node keeps
+    only the termination message its stage wrote (no exit code or reason: they say nothing)."""
     out: dict[str, Any] = {"phase": state.phase, "attempts": state.attempts}
     if state.failures:
         out["failures"] = state.failures
@@ -104,6 +104,6 @@ def serialize_node_state(state: NodeState) -> dict[str, Any]:
             out["exitCode"] = state.exit_code
         if state.reason:
             out["reason"] = state.reason
-        if state.message:
-            out["message"] = state.message
+    if state.message:
+        out["message"] = state.message
     return out

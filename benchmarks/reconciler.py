@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,10 +96,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, LocalCluster.threaded(Path(tmp)) as cluster:
         cluster.apply_crds()
         log_path = Path(tmp) / "operator.log"
+        metrics_port = _free_port()
         with open(log_path, "wb") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "extraction_operator", "run", "--kubeconfig",
-                 str(cluster.kubeconfig), "--metrics-port", "0", "--liveness", "",
+                 str(cluster.kubeconfig), "--metrics-port", str(metrics_port), "--liveness", "",
                  "--log-level", "warning"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -113,11 +116,17 @@ def main() -> int:
             phases = _wait_until_finished(cluster.url, args.runs, args.timeout)
             elapsed = time.time() - started
             peak_rss, cpu_after = _proc_stats(operator.pid)
+            operator_metrics = _scrape(metrics_port)
         finally:
             operator.terminate()
             operator.wait(30)
             observer.stop_flag.set()
         figures = _measure(observer, cluster.api.request_log.records(), phases)
+    figures.update(operator_metrics)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    # The cluster side (API emulator + job runner + this observer) shares one process and GIL:
+    # when it is saturated, handoffs measure the emulator's queueing, not the operator's.
+    figures["cluster_process_cpu_seconds"] = round(own.ru_utime + own.ru_stime, 2)
     figures.update(
         runs=args.runs,
         wall_seconds=round(elapsed, 2),
@@ -130,6 +139,31 @@ def main() -> int:
     )
     print(json.dumps(figures))
     return 0 if figures["succeeded"] == args.runs else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, Any]:
+    """Reconcile count and mean duration, and status conflicts, from the operator's metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        values[name] = float(value)
+    count = values.get("extraction_reconcile_duration_seconds_count", 0.0)
+    total = values.get("extraction_reconcile_duration_seconds_sum", 0.0)
+    return {
+        "reconciles": int(count),
+        "reconcile_mean_ms": round(1000 * total / count, 2) if count else None,
+        "status_conflicts": int(values.get("extraction_status_conflicts_total", 0.0)),
+    }
 
 
 def _wait_until_finished(url: str, runs: int, timeout: float) -> dict[str, str]:
@@ -194,12 +228,14 @@ class JobObserver(threading.Thread):
 
 
 def _measure(observer: JobObserver, records: list[Any], phases: dict[str, str]) -> dict[str, Any]:
-    operator_writes = sum(
-        1
+    writes = [
+        record
         for record in records
         if record.user_agent.startswith(("extraction-operator", "kopf"))
         and record.verb in WRITE_VERBS
-    )
+    ]
+    operator_writes = len(writes)
+    latencies = [r.duration for r in writes if r.duration is not None]
     created = {observer.node_of[name]: t for name, t in observer.first_seen.items()}
     completed = {observer.node_of[name]: t for name, t in observer.completed.items()}
     handoffs = _handoffs(created, completed)
@@ -214,6 +250,8 @@ def _measure(observer: JobObserver, records: list[Any], phases: dict[str, str]) 
         "handoffs_measured": len(handoffs),
         "operator_write_requests": operator_writes,
         "writes_per_transition": round(operator_writes / max(transitions, 1), 2),
+        "api_write_p50_ms": round(1000 * _quantile(latencies, 0.5), 1),
+        "api_write_p99_ms": round(1000 * _quantile(latencies, 0.99), 1),
     }
 
 

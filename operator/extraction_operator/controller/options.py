@@ -36,7 +36,7 @@ class OperatorOptions:
     peering: str = ""
     priority: int = 0
     resync_seconds: float = 30.0
-    workers: int = 4
+    workers: int = 16  # reconcile passes are I/O-bound: a few per core keep the queue short
     watch_server_timeout: float = 270.0
     shutdown_timeout: float = 20.0
     drain_seconds: float = 10.0  # how long SIGTERM waits for reconcile passes in flight

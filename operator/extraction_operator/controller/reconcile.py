@@ -40,6 +40,7 @@ POD_INFO_GRACE_SECONDS = 5.0
 RECENT_JOB_TTL_SECONDS = 120.0
 CONFLICT_REQUEUE_SECONDS = 0.2
 SHELL_STATUS_FIELDS = ("circuits", "reconciledBy")
+CREATE_CONCURRENCY = 8
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ERROR_REQUEUE_SECONDS = 5.0
 
@@ -224,17 +225,29 @@ class Reconciler:
     async def _apply(self, key: RunKey, body: Mapping[str, Any], plan: Plan) -> ReconcileResult:
         meta = body.get("metadata", {})
         namespace, name, uid = key[0], key[1], str(meta.get("uid", ""))
-        for manifest in plan.create_jobs:
-            try:
-                job, created = await self.api.create_job(namespace, manifest, uid)
-            except JobNameTaken as error:
-                self.metrics.reconcile_errors.labels("job_name_taken").inc()
-                self._post_event(body, "Warning", "JobNameTaken", str(error))
-                continue
+        # A fan-out launches many Jobs in one pass: create them concurrently, bounded. If any
+        # create fails, the pass fails before the status write; the next pass adopts the rest.
+        limit = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(manifest: JSON) -> None:
+            async with limit:
+                try:
+                    job, created = await self.api.create_job(namespace, manifest, uid)
+                except JobNameTaken as error:
+                    self.metrics.reconcile_errors.labels("job_name_taken").inc()
+                    self._post_event(body, "Warning", "JobNameTaken", str(error))
+                    return
             (self.metrics.job_launches if created else self.metrics.job_adoptions).inc()
             crash_point("after-job-create")
             job_name = job.get("metadata", {}).get("name", manifest["metadata"]["name"])
             self._recent_jobs.setdefault(key, {})[job_name] = (time.monotonic(), job)
+
+        outcomes = await asyncio.gather(
+            *(create(m) for m in plan.create_jobs), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         for job_name in plan.delete_jobs:
             await self.api.delete_job(namespace, job_name)
 

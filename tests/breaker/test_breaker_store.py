@@ -172,3 +172,22 @@ def test_rendered_document_is_what_is_stored(memory_api: InMemoryRunApi) -> None
     document = BreakerDocument({"llm": CircuitRecord(failures=2)})
     store.update(lambda doc: Mutation(document, None))
     assert memory_api.annotation == render_document(document)
+
+
+def test_a_degrading_circuit_is_read_more_often_than_a_healthy_one(
+    memory_api: InMemoryRunApi, clock: ManualClock
+) -> None:
+    """Healthy: one GET per second. Once a closed circuit counts failures, the cache may be at
+    most 0.1 s old, so pods stop admitting calls on a stale all-clear."""
+    store = BreakerStore(memory_api, cache_max_age=1.0, clock=clock, sleep=no_sleep)
+    for _ in range(100):  # one second of calls on a healthy circuit
+        store.document()
+        clock.advance(0.01)
+    healthy_reads = memory_api.reads
+    store.update(bump)  # another pod's failure, now in this pod's cache
+    reads_before = memory_api.reads
+    for _ in range(100):  # one second while degrading
+        store.document()
+        clock.advance(0.01)
+    assert healthy_reads <= 2
+    assert memory_api.reads - reads_before >= 9

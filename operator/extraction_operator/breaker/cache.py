@@ -47,6 +47,7 @@ class SnapshotCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._view = CachedView(None, EMPTY_DOCUMENT, float("-inf"))
+        self._not_before = float("-inf")
         self._last_raw: str | None = None
         self._last_document = EMPTY_DOCUMENT
         self.refreshes = 0
@@ -57,12 +58,13 @@ class SnapshotCache:
         with self._lock:
             return self._view
 
-    def fresh(self) -> CachedView:
-        """The view, refreshed by one GET if it is older than `max_age`."""
+    def fresh(self, max_age: float | None = None) -> CachedView:
+        """The view, refreshed by one GET if it is older than `max_age` (default: the cache's)."""
         now = self._clock()
+        limit = self._max_age if max_age is None else max_age
         with self._lock:
             view = self._view
-            if now - view.fetched_at < self._max_age:
+            if now - view.fetched_at < limit or now < self._not_before:
                 return view
             # Claim the refresh slot so concurrent callers keep using the old view meanwhile.
             self._view = CachedView(view.snapshot, view.document, now)
@@ -75,10 +77,9 @@ class SnapshotCache:
                 exc,
             )
             with self._lock:
-                # Pretend the failed refresh happened in the future: the next one waits longer.
-                view = self._view
-                retry_at = self._clock() + self._failure_backoff - self._max_age
-                self._view = CachedView(view.snapshot, view.document, retry_at)
+                # After a failed read, wait `failure_backoff` before the next one, whatever age
+                # limit the next caller asks for.
+                self._not_before = self._clock() + self._failure_backoff
             self._on_unreachable()
             return self.current()
         self.refreshes += 1

@@ -47,6 +47,10 @@ DEFAULT_MAX_ATTEMPTS = 16
 DEFAULT_UNAVAILABLE_ATTEMPTS = 3
 
 
+# How old the cached document may be while a circuit is degrading (see `document`).
+DEGRADED_MAX_AGE = 0.1
+
+
 class _stop_after_unavailable(stop_base):
     """Stop once `limit` tries have failed with ApiUnavailable (conflicts do not count)."""
 
@@ -117,8 +121,17 @@ class BreakerStore:
         self._unreachable_until = self._clock() + self._unreachable_pause
 
     def document(self) -> BreakerDocument:
-        """The cached document, refreshed by a GET at most once per cache max-age."""
-        return self.cache.fresh().document
+        """The cached document, refreshed by a GET at most once per cache max-age.
+
+        While a closed circuit already counts failures (the provider is degrading) the cache may
+        be at most DEGRADED_MAX_AGE old: a pod admitting calls from a one-second-old copy is how
+        a handful of extra calls hit a provider that another pod has just seen fail. A healthy
+        document keeps the cheap one-second cache, and an open circuit is decided without I/O."""
+        cached = self.cache.current().document
+        degrading = any(
+            record.state == "closed" and record.failures > 0 for record in cached.circuits.values()
+        )
+        return self.cache.fresh(DEGRADED_MAX_AGE if degrading else None).document
 
     def update(self, mutate: Callable[[BreakerDocument], Mutation[T]]) -> T:
         """Apply `mutate` to the current document and store the result atomically.

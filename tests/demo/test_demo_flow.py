@@ -233,7 +233,6 @@ def test_bad_manifests_fail_before_starting_anything(
     bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
     assert run_demo(demo_args(str(bad), outage=30)) == EXIT_FAILED
     err = capsys.readouterr().err
-    assert "--outage is not yet available" in err
     assert "the manifests cannot be applied:\nno ExtractionRun in the manifests" in err
 
 

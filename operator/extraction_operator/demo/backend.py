@@ -153,6 +153,22 @@ class LocalDemoBackend:
             jobs.extend(job for job in items if owners & _owner_uids(job))
         return sorted(jobs, key=_creation_order)
 
+    def read_events(self, runs: Sequence[JSON]) -> list[JSON]:
+        """The Events about the runs themselves (CircuitOpened, CircuitClosed, ...), oldest first,
+        matched by the run's uid so a same-named older run's Events are left out."""
+        api = client.CoreV1Api(self._api_client)
+        events: list[JSON] = []
+        for namespace in sorted({_namespace(run) for run in runs}):
+            response: Any = api.list_namespaced_event(namespace, _preload_content=False)
+            items = json.loads(response.data).get("items") or []
+            uids = {_uid(run) for run in runs if _namespace(run) == namespace} - {""}
+            events.extend(
+                event
+                for event in items
+                if text(mapping(mapping(event).get("involvedObject")).get("uid")) in uids
+            )
+        return sorted(events, key=_event_order)
+
     def outputs_dir(self, run: JSON) -> Path | None:
         """Where the run's stages wrote their files on this machine, if they wrote any.
 
@@ -184,6 +200,19 @@ def _owner_uids(obj: JSON) -> set[str]:
     if not isinstance(references, list):
         return set()
     return {text(mapping(ref).get("uid")) for ref in references} - {""}
+
+
+def _event_order(event: JSON) -> tuple[str, int, str]:
+    """By time, then by resourceVersion: Event timestamps have whole seconds, and several
+    transitions often fall in one second (an emulator or etcd revision grows with each write)."""
+    meta = mapping(event.get("metadata"))
+    when = (
+        text(event.get("eventTime"))
+        or text(event.get("firstTimestamp"))
+        or text(meta.get("creationTimestamp"))
+    )
+    version = text(meta.get("resourceVersion"))
+    return (when, int(version) if version.isdigit() else 0, text(meta.get("name")))
 
 
 def _creation_order(job: JSON) -> tuple[str, str]:

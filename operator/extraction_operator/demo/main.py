@@ -168,6 +168,12 @@ def _report(
             stderr.write(f"could not list the runs' Jobs: {error}\n")
             jobs = []
         document = json_document(outcome.runs, jobs, outputs)
+        read_events = getattr(backend, "read_events", None)  # optional: scripted backends lack it
+        if callable(read_events):
+            try:
+                document["events"] = read_events(outcome.runs)
+            except Exception as error:
+                stderr.write(f"could not list the runs' Events: {error}\n")
         if provider is not None:
             document["provider"] = dict(provider)
         stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")

@@ -25,6 +25,7 @@ from extraction_operator.metrics import Metrics
 from .api import KubeApi
 from .kubeclient import connection_info
 from .options import OperatorOptions
+from .peering import PeeringGate
 from .reconcile import ERROR_REQUEUE_SECONDS, Reconciler, RunKey
 from .rest import KubeRest
 from .workqueue import WorkQueue
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 KOPF_PREFIX = f"kopf.{GROUP}"
+PAUSED_REQUEUE_SECONDS = 2.0
 
 
 @dataclass
@@ -53,6 +55,7 @@ class OperatorState:
     reconciles: int = 0
     stopping: bool = False
     busy: set[asyncio.Task[Any]] = field(default_factory=set)
+    gate: PeeringGate | None = None
 
     def run_phases(self) -> list[str]:
         return list(self.reconciler.phases.values()) if self.reconciler else []
@@ -201,9 +204,20 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         state.runs, state.jobs = kwargs["xruns"], kwargs["xrun_jobs"]
         state.pods = kwargs["xrun_pods"]
         state.rest = KubeRest(state.options.client_configuration())
-        state.reconciler = Reconciler(
+        reconciler = Reconciler(
             KubeApi(state.rest), state.metrics, state.options.clock, state.options.instance
         )
+        state.reconciler = reconciler
+        options = state.options
+        state.gate = PeeringGate(
+            state.rest if options.peering else None,
+            options.peering,
+            options.instance,
+            options.priority,
+            options.clock,
+            on_activated=reconciler.reset_caches,
+        )
+        state.tasks.append(asyncio.create_task(state.gate.run(), name="peering-gate"))
         for index in range(state.options.workers):
             state.tasks.append(asyncio.create_task(_worker(state), name=f"reconcile-{index}"))
         state.tasks.append(asyncio.create_task(_resync(state), name="resync"))
@@ -303,6 +317,10 @@ async def _drain(state: OperatorState) -> None:
 
 async def _reconcile_one(state: OperatorState, key: RunKey) -> None:
     assert state.reconciler is not None
+    if state.gate is not None and not state.gate.active:
+        # Paused in favour of another replica: look again later, act only once active.
+        state.queue.add_after(key, PAUSED_REQUEUE_SECONDS)
+        return
     bodies = _values(state.runs, key)
     if not bodies:
         state.reconciler.forget(key)

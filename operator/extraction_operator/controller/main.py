@@ -72,6 +72,9 @@ async def serve(
         liveness_endpoint=options.liveness or None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
+        # The same identity kopf records in the peering object and we stamp in status, so the
+        # peering gate can recognise its own record.
+        identity=options.instance,  # type: ignore[arg-type]  # kopf's NewType is not exported
     )
 
 

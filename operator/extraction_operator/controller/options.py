@@ -21,8 +21,9 @@ def _utc_now() -> datetime:
 
 
 def _instance_id() -> str:
-    """Pod name (the hostname in Kubernetes) plus pid: unique per operator process."""
-    return f"{socket.gethostname()}/{os.getpid()}"
+    """`POD_ID` (the pod name, from the downward API, as kopf uses it), else hostname/pid:
+    unique per operator process."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
 
 
 @dataclass

@@ -93,6 +93,11 @@ class Reconciler:
         self._event_tasks: set[asyncio.Task[None]] = set()
         self.phases: dict[RunKey, str] = {}
 
+    def reset_caches(self) -> None:
+        """Forget our own recent writes: after a pause, the cluster moved on without us."""
+        self._written.clear()
+        self._recent_jobs.clear()
+
     def forget(self, key: RunKey) -> None:
         self._written.pop(key, None)
         self._recent_jobs.pop(key, None)

@@ -14,12 +14,28 @@ EXAMPLES = MANIFESTS / "examples"
 KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
 
+def component_dirs() -> list[Path]:
+    """Opt-in kustomize Components under manifests/ (e.g. ha/): not part of the base install."""
+    found = []
+    for directory in sorted({path.parent for path in MANIFESTS.rglob("kustomization.y*ml")}):
+        for name in KUSTOMIZATION_NAMES:
+            candidate = directory / name
+            if candidate.exists() and yaml.safe_load(candidate.read_text()).get("kind") == (
+                "Component"
+            ):
+                found.append(directory)
+    return found
+
+
 def install_files() -> list[Path]:
-    """Every manifest of the install (manifests/ without examples/ and kustomization files)."""
+    """Every manifest of the base install (manifests/ without examples/, opt-in components and
+    kustomization files)."""
+    excluded = [EXAMPLES, *component_dirs()]
     return sorted(
         path
         for path in MANIFESTS.rglob("*.y*ml")
-        if EXAMPLES not in path.parents and path.name not in KUSTOMIZATION_NAMES
+        if not any(directory in path.parents for directory in excluded)
+        and path.name not in KUSTOMIZATION_NAMES
     )
 
 
@@ -42,3 +58,8 @@ def install_objects(install_paths: list[Path]) -> dict[tuple[str, str], dict[str
             assert key not in objects, f"{key} is defined twice"
             objects[key] = document
     return objects
+
+
+@pytest.fixture(scope="session")
+def component_paths() -> list[Path]:
+    return component_dirs()

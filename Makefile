@@ -30,11 +30,20 @@ crds: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/extraction-operator demo
 
+# Long chaos and load runs, kept out of `make test`: 200 operator SIGKILLs during example runs,
+# then every test marked soak (10 kill seeds, crash-point sweeps, HA joins, outage smoke run).
 soak: $(STAMP)
-	$(BIN)/pytest -m soak -o addopts='-ra' --timeout 3600
+	$(BIN)/python benchmarks/chaos.py --kills 200 --seed 7 --concurrency 2
+	$(BIN)/pytest -m soak -o addopts='-ra --import-mode=importlib' --timeout 3600
+
+# Measured figures, each printed as one JSON object on the script's last line.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/emulator.py
+	$(BIN)/python benchmarks/reconciler.py --runs 100
+	$(BIN)/python benchmarks/outage.py
 
 e2e: $(STAMP)
-	$(BIN)/pytest -m e2e -o addopts='-ra'
+	$(BIN)/pytest -m e2e -o addopts='-ra --import-mode=importlib'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -240,28 +240,30 @@ def test_mentions_through_the_provider_equal_the_local_heuristic(
     assert provider.stats()["runs"] == {"engines": {"total_calls": 15, "failed_calls": 0}}
 
 
-def test_without_a_breaker_every_chunk_is_tried_and_the_shard_fails_retryably(
-    workspace: Path,
-) -> None:
+def test_the_first_failed_call_fails_the_shard_retryably(workspace: Path) -> None:
+    """No further calls after a failure: the operator's backoff decides when to try again."""
     with FakeProvider(outage_seconds=60) as failing:
         env = stage_env(workspace, LLM_PROVIDER_URL=failing.url, LLM_BREAKER="off")
         code = run_stage(mentions_stage, env)
         stats = failing.stats()
     assert code == EXIT_RETRYABLE
-    assert stats["failed_calls"] == len(CHUNKS) == 15
+    assert stats["failed_calls"] == stats["total_calls"] == 1
     message = (workspace / "termination").read_text(encoding="utf-8")
-    assert "15 of 15 provider calls failed" in message
+    assert "failed after 0 of 15 chunks" in message
     assert "HTTP 503" in message
 
 
 def test_with_a_breaker_the_stage_stops_calling_and_exits_75(
     workspace: Path, local_breaker: None
 ) -> None:
+    """Each attempt fails at its first call; once the breaker has seen the failure threshold (5),
+    the next attempt exits 75 without calling the provider at all."""
     with FakeProvider(outage_seconds=60) as failing:
-        code = run_stage(mentions_stage, stage_env(workspace, LLM_PROVIDER_URL=failing.url))
+        env = stage_env(workspace, LLM_PROVIDER_URL=failing.url)
+        codes = [run_stage(mentions_stage, env) for _ in range(6)]
         stats = failing.stats()
-    assert code == EXIT_CIRCUIT_OPEN == 75
-    assert stats["failed_calls"] == 5  # the failure threshold, then the circuit is open
+    assert codes == [EXIT_RETRYABLE] * 5 + [EXIT_CIRCUIT_OPEN]
+    assert stats["failed_calls"] == stats["total_calls"] == 5
     assert "circuit 'llm' is open" in (workspace / "termination").read_text(encoding="utf-8")
 
 

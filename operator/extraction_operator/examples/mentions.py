@@ -17,9 +17,10 @@ entities stage can prove it merges a complete, consistent set of shard files.
 
 With `LLM_PROVIDER_URL` set, each chunk goes to that (fake) LLM provider instead (`provider.py`
 answers with this same heuristic, so the graph is identical), one call per chunk inside
-`with circuit("llm")`. A failed call does not stop the shard at once: like a batch job, it tries
-every chunk and then fails (exit 1) naming how many calls failed, so the operator re-runs it with
-backoff. An open circuit stops it at once (exit 75: the node waits as `Blocked`). Set
+`with circuit("llm")`. The first failed call fails the shard (exit 1) and the operator re-runs it
+with backoff: a stage that keeps calling a provider that has just failed only adds doomed calls
+(and, before the shared breaker opens, failures other pods cannot yet see). An open circuit stops
+it too (exit 75: the node waits as `Blocked` without using a retry). Set
 `LLM_BREAKER=off` to call the provider without a breaker (the outage benchmark's baseline).
 """
 
@@ -297,17 +298,15 @@ def extract_shard(context: StageContext, chunks: list[Chunk]) -> list[Mention]:
     timeout = _timeout(context)
     guard = _guard(context)
     mentions: list[Mention] = []
-    failures: list[str] = []
-    for chunk in chunks:
+    for done, chunk in enumerate(chunks):
         try:
             with guard:  # raises CircuitOpen when the breaker is open: the stage exits 75
                 mentions.extend(extract_mentions(url, chunk, run=context.run, timeout=timeout))
         except (ProviderHTTPError, ProviderUnavailable, ProviderReplyError) as error:
-            failures.append(f"{chunk.id}: {error}")
-    if failures:
-        raise StageTransientError(
-            f"{len(failures)} of {len(chunks)} provider calls failed (first: {failures[0]})"
-        )
+            raise StageTransientError(
+                f"provider call for {chunk.id} failed after {done} of {len(chunks)} chunks: "
+                f"{error}; the operator retries this shard with backoff"
+            ) from error
     return mentions
 
 

@@ -8,9 +8,6 @@ test process, so tests can read its request log and inject faults directly.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -21,6 +18,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from extraction_operator.api.constants import GROUP, LABEL_RUN, PLURAL, VERSION
+
+# `extraction-operator run` as a child process that tests can stop, kill and restart: the same
+# class the chaos benchmark drives, so both exercise the operator exactly the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from chaos import Operator as OperatorProcess
+
+__all__ = [
+    "HttpError",
+    "Kube",
+    "OperatorProcess",
+    "read_log",
+    "run_phase",
+    "stage",
+    "wait_for",
+]
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -149,67 +161,3 @@ def read_log(log: Path) -> list[JSON]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-class OperatorProcess:
-    """`extraction-operator run` as a child process that tests can stop, kill and restart."""
-
-    def __init__(self, kubeconfig: str, log_dir: Path, resync_seconds: float = 2.0) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_dir = log_dir
-        self.resync_seconds = resync_seconds
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> OperatorProcess:
-        self.starts += 1
-        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "extraction_operator",
-                "run",
-                "--kubeconfig",
-                self.kubeconfig,
-                "--metrics-port",
-                "0",
-                "--liveness",
-                "",
-                "--resync-seconds",
-                str(self.resync_seconds),
-                "--log-format",
-                "full",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        log.close()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(
-            path.read_text(errors="replace") for path in sorted(self.log_dir.glob("operator-*.log"))
-        )
-
-    def assert_alive(self) -> None:
-        assert self.process is not None, "the operator was never started"
-        code = self.process.poll()
-        assert code is None, f"operator exited with {code}:\n{self.logs()[-4000:]}"

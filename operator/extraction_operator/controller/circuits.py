@@ -14,11 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from extraction_operator.api.constants import ANNOTATION_BREAKERS
 from extraction_operator.api.models import CircuitBreakerConfig
 from extraction_operator.breaker import circuit_view, parse_document, summarize
+from extraction_operator.breaker.configs import parse_config_map
 from extraction_operator.metrics import Metrics
 from extraction_operator.planner import CircuitGate
 
@@ -34,16 +33,13 @@ def as_mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _configs(spec: Mapping[str, Any]) -> dict[str, CircuitBreakerConfig]:
+    """Every declared circuit; an invalid config reads as the defaults here because spec
+    problems are reported (as `Stalled`) by the planner, not by the breaker reading."""
     raw = spec.get("circuitBreakers")
-    configs: dict[str, CircuitBreakerConfig] = {}
     if not isinstance(raw, Mapping):
-        return configs
-    for name, value in raw.items():
-        try:
-            configs[str(name)] = CircuitBreakerConfig.model_validate(value or {})
-        except ValidationError:
-            configs[str(name)] = CircuitBreakerConfig()  # spec problems are reported elsewhere
-    return configs
+        return {}
+    configs, _ = parse_config_map({k: v or {} for k, v in raw.items()}, "spec.circuitBreakers")
+    return {str(name): configs.get(str(name), CircuitBreakerConfig()) for name in raw}
 
 
 class CircuitReading:

@@ -21,6 +21,7 @@ from typing import Any
 from extraction_operator.api.constants import ANNOTATION_REDRIVE
 from extraction_operator.metrics import Metrics
 from extraction_operator.planner import ObservedJob, Plan, RunSnapshot, observe_job, plan_run
+from extraction_operator.planner.timefmt import parse_time
 
 from .api import JobNameTaken, KubeApi, owned_by
 from .circuits import CircuitTracker, as_mapping
@@ -49,26 +50,6 @@ ERROR_REQUEUE_SECONDS = 5.0
 class ReconcileResult:
     requeue_after: float | None
     wrote_status: bool = False
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _has_terminated_container(pods: Sequence[Mapping[str, Any]]) -> bool:
-    for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("reason") == "Evicted":
-            return True
-        for container in status.get("containerStatuses") or []:
-            if isinstance(container, Mapping) and (container.get("state") or {}).get("terminated"):
-                return True
-    return False
 
 
 class Reconciler:
@@ -149,7 +130,10 @@ class Reconciler:
             item = observe_job(job, pods)
             if item is None:
                 continue
-            if item.phase == "Failed" and not _has_terminated_container(pods):
+            # The planner classifies a failure by the pod's exit code or reason: while neither
+            # has arrived, the failure is not accounted yet.
+            pod_info_missing = item.exit_code is None and item.pod_reason is None
+            if item.phase == "Failed" and pod_info_missing:
                 age = (now - item.finished_at).total_seconds() if item.finished_at else 0.0
                 if age < POD_INFO_GRACE_SECONDS:
                     item = dataclasses.replace(item, phase="Active")
@@ -183,7 +167,7 @@ class Reconciler:
             namespace=str(meta.get("namespace", "")),
             uid=uid,
             generation=int(meta.get("generation") or 0),
-            created_at=_parse_time(meta.get("creationTimestamp")) or now,
+            created_at=parse_time(meta.get("creationTimestamp")) or now,
             spec=spec,
             status=planner_status,
             redrive=annotations.get(ANNOTATION_REDRIVE),

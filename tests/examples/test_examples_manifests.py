@@ -42,6 +42,23 @@ def test_manifest_parses_without_problems(name: str) -> None:
     assert spec is not None
 
 
+STAGE_ACCOUNT = REPO / "manifests" / "stage" / "serviceaccount.yaml"
+
+
+def test_examples_with_circuits_run_as_the_stage_service_account() -> None:
+    """The stage SDK keeps breakers on the run: with the namespace's `default` account every
+    breaker call is a 403 on a real cluster and the breaker silently fails open."""
+    account = yaml.safe_load(STAGE_ACCOUNT.read_text())["metadata"]["name"]
+    guarded = {
+        name: load(name)["spec"]
+        for name in NAMES
+        if any(stage.get("circuits") for stage in load(name)["spec"]["stages"])
+    }
+    assert guarded, "the examples show a circuit breaker somewhere"
+    for name, spec in guarded.items():
+        assert spec.get("serviceAccountName") == account, name
+
+
 def test_pipeline_is_the_six_stage_example() -> None:
     spec, _ = parse_spec(load("extraction-pipeline.yaml")["spec"])
     assert spec is not None

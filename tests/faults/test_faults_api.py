@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import LaunchOperator
 from faults_kit import assert_clean_success
 from faults_proxy import FaultyProxy
 
 import chaos
+from conftest import LaunchOperator
 from extraction_operator.api.constants import PLURAL
 
 DROP_EVERY_SECONDS = 2.0

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LaunchOperator
 from faults_kit import assert_clean_success, create_run, stage
 
 import chaos
+from conftest import LaunchOperator
 
 CRASH_ENV = "EXTRACTION_OPERATOR_CRASH_AT"
 INJECTED_EXIT = 137

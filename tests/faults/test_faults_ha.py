@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LaunchOperator
 from faults_kit import REPO, create_run, events, stage
 from faults_proxy import FaultyProxy
 
 import chaos
+from conftest import LaunchOperator
 from extraction_operator.api.constants import PLURAL
 
 PEERING = "extraction-operator"

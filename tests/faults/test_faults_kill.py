@@ -10,10 +10,10 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import LaunchOperator
 from faults_kit import REPO
 
 import chaos
+from conftest import LaunchOperator
 
 
 def _assert_survived(result: chaos.ChaosResult, kills: int) -> None:

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import LaunchOperator
 from faults_kit import create_run, events, stage
 
 import chaos
+from conftest import LaunchOperator
 
 
 def _running_pod(cluster: Any, job: str, timeout: float = 30.0) -> str:

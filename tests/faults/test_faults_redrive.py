@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import LaunchOperator
 from faults_kit import FAST_RETRY, STAGE_TOOL
 
 import chaos
+from conftest import LaunchOperator
 
 
 def test_deadline_passed_while_down_fails_the_run(

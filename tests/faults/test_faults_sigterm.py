@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import LaunchOperator
 from faults_kit import assert_clean_success
 
 import chaos
+from conftest import LaunchOperator
 
 GRACE_SECONDS = 15.0
 

@@ -23,6 +23,8 @@ OPERATOR_RULES: set[Rule] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"list", "watch"})),
     ("kopf.dev", "clusterkopfpeerings", frozenset({"get", "list", "watch", "patch"})),
     ("kopf.dev", "kopfpeerings", frozenset({"get", "list", "watch", "patch"})),
+    # May a run's stage ServiceAccount keep its circuit breakers? (controller/access.py)
+    ("authorization.k8s.io", "subjectaccessreviews", frozenset({"create"})),
 }
 # The stage SDK GETs its run (cached, at most once a second) and merge-patches the breaker
 # annotation; it does not list or watch.
@@ -206,10 +208,28 @@ def test_probes_hit_the_liveness_endpoint_the_operator_serves(container: dict[st
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": args.metrics_port, "health": 8081}
     assert args.liveness.endswith(f":{ports['health']}/healthz")
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         http = container[probe]["httpGet"]
         assert http["path"] == "/healthz", probe
         assert ports[http["port"]] == 8081, probe
+
+
+def test_a_startup_probe_holds_the_other_probes_until_kopf_serves(
+    container: dict[str, Any],
+) -> None:
+    """kopf opens /healthz only after its startup handlers ran: readiness or liveness probes
+    before that fail with "connection refused", each a Warning Event on the pod. The startup
+    probe gates both, waits out a normal start and allows a slow one."""
+    startup = container["startupProbe"]
+    assert startup["initialDelaySeconds"] >= 1
+    budget = startup.get("initialDelaySeconds", 0) + startup.get("periodSeconds", 10) * startup.get(
+        "failureThreshold", 3
+    )
+    assert budget >= 60, "a slow start (busy node, slow API server) must not be killed"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert "initialDelaySeconds" not in container[probe], (
+            f"{probe}: the startup probe already gates it; a delay only hides a slow start"
+        )
 
 
 def test_args_read_as_one_command_line(container: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,6 +114,69 @@ def test_stage_deadline_is_deadline_exceeded_and_retried() -> None:
     cluster.step()
     node = cluster.node("a")
     assert (node["phase"], node["reason"]) == ("Failed", "DeadlineExceeded")
+
+
+def test_a_stage_deadline_message_names_the_timeout() -> None:
+    cluster = FakeCluster(spec(stage("a", timeoutSeconds=60), retry=no_jitter(limit=0)))
+    cluster.step()
+    # The Job controller deleted the pod: no exit code, only the Job's condition.
+    job = cluster.job_of("a")
+    cluster.jobs[job.name] = replace(
+        job,
+        phase="Failed",
+        failure_reason="DeadlineExceeded",
+        job_message="Job was active longer than specified deadline",
+        finished_at=cluster.now,
+    )
+    cluster.step()
+    node = cluster.node("a")
+    assert (node["phase"], node["reason"]) == ("Failed", "DeadlineExceeded")
+    assert node["message"] == "the stage ran longer than its timeoutSeconds (60s)"
+
+
+def _silent_failure(exit_code: int, **fields: object) -> dict:
+    """A node whose attempt exited `exit_code` with no termination message and no log."""
+    run_spec = spec(stage("a"), retry=no_jitter(limit=1, initial=10))
+    job = observed(
+        "xr-a-1",
+        "a",
+        1,
+        "Failed",
+        exit_code=exit_code,
+        failure_reason="BackoffLimitExceeded",
+        finished_at=NOW,
+    )
+    job = replace(job, job_message="Job has reached the specified backoff limit", **fields)
+    status = {"phase": "Running", "nodes": {"a": {"phase": "Running", "attempts": 1}}}
+    plan = plan_run(snapshot(run_spec, status, [job], now=NOW))
+    texts = [plan.status["message"], *(event.message for event in plan.events)]
+    assert all("backoff limit" not in text for text in texts), texts
+    node: dict = plan.status["nodes"]["a"]
+    return node
+
+
+def test_a_silent_failure_says_what_is_known_and_where_to_look() -> None:
+    node = _silent_failure(3)
+    assert (node["phase"], node["reason"], node["exitCode"]) == ("Waiting", "Error", 3)
+    assert node["message"] == (
+        "stage exited with code 3 and wrote no termination message; see kubectl logs job/xr-a-1"
+    )
+
+
+def test_a_silent_failure_names_a_telling_container_reason() -> None:
+    node = _silent_failure(137, exit_reason="OOMKilled")
+    assert node["message"].startswith("stage exited with code 137 (OOMKilled) and wrote no")
+
+
+def test_a_silent_failure_whose_pod_is_gone_does_not_quote_the_backoff_limit() -> None:
+    run_spec = spec(stage("a"), retry=no_jitter(limit=1))
+    job = observed("xr-a-1", "a", 1, "Failed", failure_reason="BackoffLimitExceeded")
+    job = replace(job, job_message="Job has reached the specified backoff limit", finished_at=NOW)
+    status = {"phase": "Running", "nodes": {"a": {"phase": "Running", "attempts": 1}}}
+    node = plan_run(snapshot(run_spec, status, [job])).status["nodes"]["a"]
+    assert node["reason"] == "PodLost"
+    assert "backoff limit" not in node["message"]
+    assert "exit code is unknown" in node["message"]
 
 
 @pytest.mark.parametrize(
@@ -339,6 +403,23 @@ def test_a_job_newer_than_status_is_adopted() -> None:
     assert node["jobName"] == "xr-a-2"
     assert node["phase"] == "Running"
     assert node["startedAt"] == "2026-11-23T12:00:20Z"  # when the adopted Job started
+
+
+def test_a_job_this_process_launched_is_recorded_as_started_not_adopted() -> None:
+    """The shell's status write lost a race after it created the Job: a launch, not an adoption."""
+    run_spec = spec(stage("a"))
+    jobs = [observed("xr-a-1", "a", 1)]
+    base = snapshot(run_spec, {}, jobs)
+    ours = plan_run(replace(base, launched=frozenset({"xr-a-1"})))
+    theirs = plan_run(base)
+    assert ours.status["nodes"] == theirs.status["nodes"]
+    assert ours.create_jobs == theirs.create_jobs == []
+    assert [e.message for e in ours.events if e.reason == "StageStarted"] == [
+        "a: started attempt 1 (job xr-a-1)"
+    ]
+    assert [e.message for e in theirs.events if e.reason == "StageStarted"] == [
+        "a: adopted attempt 1 (job xr-a-1)"
+    ]
 
 
 def test_empty_or_garbage_status_starts_from_what_the_jobs_show() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from extraction_operator.planner import observe_job
+from extraction_operator.planner import awaits_pod_facts, observe_job
 
 
 def raw_job(**status: Any) -> dict[str, Any]:
@@ -81,11 +81,54 @@ def test_failed_job_reads_exit_code_and_termination_message_from_the_pod() -> No
     assert job.finished_at == datetime(2026, 11, 23, 12, 2, tzinfo=UTC)
 
 
-def test_deadline_exceeded_without_a_pod_uses_the_condition_message() -> None:
+def test_the_job_condition_message_is_kept_apart_from_the_stage_message() -> None:
     failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "late"}
     job = observe_job(raw_job(conditions=[failed]), [])
     assert job is not None
-    assert (job.failure_reason, job.exit_code, job.message) == ("DeadlineExceeded", None, "late")
+    assert (job.failure_reason, job.exit_code, job.message) == ("DeadlineExceeded", None, None)
+    assert job.job_message == "late"
+
+
+def test_a_silent_failure_carries_no_backoff_limit_text() -> None:
+    """Exit 3, no termination message, no log: the Job's condition speaks of the backoffLimit 0
+    the operator sets, which is not the stage's message."""
+    failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "BackoffLimitExceeded",
+        "message": "Job has reached the specified backoff limit",
+    }
+    job = observe_job(raw_job(conditions=[failed]), [pod(3)])
+    assert job is not None
+    assert job.exit_code == 3
+    assert job.message is None
+
+
+def test_the_container_termination_reason_is_read() -> None:
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    killed = pod(137)
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    job = observe_job(raw_job(conditions=[failed]), [killed])
+    assert job is not None
+    assert job.exit_reason == "OOMKilled"
+
+
+def test_a_deadline_failure_does_not_wait_for_pod_facts() -> None:
+    """The Job controller deletes the pods of a Job past its deadline: nothing more will come."""
+    deadline = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    backoff = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    late = observe_job(raw_job(conditions=[deadline]), [])
+    plain = observe_job(raw_job(conditions=[backoff]), [])
+    reported = observe_job(raw_job(conditions=[backoff]), [pod(1)])
+    running = observe_job(raw_job(), [])
+    assert late is not None
+    assert plain is not None
+    assert reported is not None
+    assert running is not None
+    assert not awaits_pod_facts(late)
+    assert awaits_pod_facts(plain)
+    assert not awaits_pod_facts(reported)
+    assert not awaits_pod_facts(running)
 
 
 def test_evicted_pod_and_disruption_target_are_reported() -> None:

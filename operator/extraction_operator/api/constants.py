@@ -27,6 +27,11 @@ LABEL_NODE: Final = f"{GROUP}/node"
 # Annotation on stage Jobs and pods: the exact node key (`right[3]`), which labels cannot spell.
 ANNOTATION_NODE: Final = f"{GROUP}/node"
 
+# Annotation on stage Jobs: which operator process launched it (instance and a per-process nonce).
+# A create retried after a lost response answers 409; this tells "our own create landed" apart
+# from a Job an earlier incarnation left behind, which is what adoption means.
+ANNOTATION_LAUNCHED_BY: Final = f"{GROUP}/launched-by"
+
 # Annotations on the run.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
 ANNOTATION_BREAKERS: Final = f"{GROUP}/circuit-breakers"

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from extraction_operator.api.models import CircuitBreakerConfig
 
-from .api import ApiUnavailable, BookkeepingError, RunApi, RunSnapshot, WriteConflict
+from .api import (
+    AccessDenied,
+    ApiUnavailable,
+    BookkeepingError,
+    RunApi,
+    RunSnapshot,
+    WriteConflict,
+)
 from .document import (
     BreakerDocument,
     CircuitRecord,
@@ -32,6 +39,7 @@ from .runtime import CircuitOpen, SharedBreaker
 from .store import BreakerStore
 
 __all__ = [
+    "AccessDenied",
     "ApiUnavailable",
     "BookkeepingError",
     "BreakerDocument",

@@ -24,6 +24,18 @@ class ApiUnavailable(BookkeepingError):
     """Anything else: 5xx, 429, network errors, timeouts, a missing or replaced run."""
 
 
+class AccessDenied(BookkeepingError):
+    """The API server refused the request (401 or 403): this pod's identity may not read or
+    patch its run. Not an outage, so never reported as one: retrying cannot help until someone
+    changes the ServiceAccount or its RBAC, and the fix is worth saying (`breaker.forbidden`)."""
+
+    def __init__(self, message: str, *, status: int, run: str, identity: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.run = run  # namespace/name
+        self.identity = identity  # "system:serviceaccount:ns:sa", when known
+
+
 @dataclass(frozen=True)
 class RunSnapshot:
     resource_version: str
@@ -34,12 +46,12 @@ class RunSnapshot:
 
 class RunApi(Protocol):
     def read(self) -> RunSnapshot:
-        """GET the run. Raises ApiUnavailable."""
+        """GET the run. Raises ApiUnavailable or AccessDenied."""
         ...
 
     def write(self, resource_version: str, annotation: str) -> RunSnapshot:
         """Set the annotation iff the run still has `resource_version`; return the new snapshot.
-        Raises WriteConflict or ApiUnavailable."""
+        Raises WriteConflict, ApiUnavailable or AccessDenied."""
         ...
 
     @property

@@ -5,7 +5,8 @@ per provider call. Reads come from this cache; it is refreshed by a GET at most 
 (one second by default), and every read or write the store does anyway feeds it for free. A failed
 refresh keeps the old view and is not retried for `failure_backoff` seconds, so a down or hanging
 API server costs one request (and at most one request timeout) per few seconds per process, not one
-per call.
+per call. A refused read (401/403) waits `denied_backoff` instead, and is reported as refused with
+its fix (`forbidden.report_denied`), not as a failure to reach the API.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .api import BookkeepingError, RunApi, RunSnapshot
+from .api import AccessDenied, BookkeepingError, RunApi, RunSnapshot
 from .document import EMPTY_DOCUMENT, BreakerDocument, parse_document
+from .forbidden import report_denied
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +39,14 @@ class SnapshotCache:
         *,
         max_age: float = 1.0,
         failure_backoff: float = 5.0,
+        denied_backoff: float = 30.0,
         clock: Callable[[], float] = time.time,
         on_unreachable: Callable[[], None] = lambda: None,
+        on_denied: Callable[[AccessDenied], None] = lambda error: None,
     ) -> None:
         self._on_unreachable = on_unreachable
+        self._on_denied = on_denied
+        self._denied_backoff = denied_backoff
         self._api = api
         self._max_age = max_age
         self._failure_backoff = failure_backoff
@@ -70,6 +76,12 @@ class SnapshotCache:
             self._view = CachedView(view.snapshot, view.document, now)
         try:
             snapshot = self._api.read()
+        except AccessDenied as exc:
+            report_denied(exc)
+            with self._lock:
+                self._not_before = self._clock() + max(self._failure_backoff, self._denied_backoff)
+            self._on_denied(exc)
+            return self.current()
         except BookkeepingError as exc:
             logger.warning(
                 "circuit breakers: cannot read run %s (%s); using the last known state",

@@ -3,11 +3,14 @@
 The write is a JSON merge patch carrying `metadata.resourceVersion`, which the API server treats as
 a precondition and answers 409 on mismatch; a 422 (what a JSON-patch `test` op answers) is treated
 the same way so either patch style can sit behind this class. The run's UID, when known, is checked
-on read so a breaker never writes into a different run that reuses the name.
+on read so a breaker never writes into a different run that reuses the name. A 401 or 403 is
+`AccessDenied` (with the identity the API server names), never "unreachable": the pod's
+ServiceAccount lacks the stage Role, and only a change of RBAC or account fixes that.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,8 +18,10 @@ from typing import Any
 from extraction_operator.api.constants import ANNOTATION_BREAKERS, GROUP, PLURAL, VERSION
 
 from .api import ApiUnavailable, RunSnapshot, WriteConflict
+from .forbidden import denied
 
 CONFLICT_STATUSES = frozenset({409, 422})
+DENIED_STATUSES = frozenset({401, 403})
 DEFAULT_REQUEST_TIMEOUT = (2.0, 3.0)  # (connect, read) seconds: a hanging API must not hang a stage
 
 
@@ -87,6 +92,8 @@ class KubernetesRunApi:
             status = getattr(exc, "status", None)
             if status in CONFLICT_STATUSES:
                 raise WriteConflict(f"{self.description}: HTTP {status}") from exc
+            if status in DENIED_STATUSES:
+                raise denied(self.description, status, _server_message(exc)) from exc
             raise ApiUnavailable(f"{self.description}: HTTP {status} {exc.reason}") from exc
         except Exception as exc:  # urllib3 / socket / TLS errors: all mean "unreachable"
             raise ApiUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
@@ -123,3 +130,13 @@ class KubernetesRunApi:
             _content_type="application/merge-patch+json",
         )
         return self._snapshot(run)
+
+
+def _server_message(exc: Any) -> str:
+    """The `message` of the API server's Status body (it names the refused user), else ''."""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "")
+    except (TypeError, ValueError):
+        return str(getattr(exc, "reason", "") or "")
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else ""

@@ -5,7 +5,9 @@ process) and `succeed` writes nothing while the circuit is closed with no record
 happen for failures, resets (a success after failures), transitions and probe claims.
 
 Bookkeeping never fails a stage on its own: if the API cannot be reached within the store's budget
-the problem is logged and the call proceeds as if the circuit were closed.
+the problem is logged and the call proceeds as if the circuit were closed. If the API refuses it
+(401/403: the stage's ServiceAccount lacks the stage Role) the call proceeds the same way, but the
+refusal is logged as such, with the identity and the fix (`forbidden.report_denied`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import NoReturn
 
 from extraction_operator.api.models import CircuitBreakerConfig
 
-from .api import BookkeepingError
+from .api import AccessDenied, BookkeepingError
 from .configs import ConfigResolver
 from .document import BreakerDocument, format_timestamp
+from .forbidden import report_denied
 from .machine import (
     Admission,
     Change,
@@ -65,6 +68,7 @@ class OutcomeStats:
     unchanged: int = 0
     stale_ignored: int = 0
     bookkeeping_failures: int = 0
+    access_denied: int = 0  # of the bookkeeping failures, those the API refused (401/403)
 
 
 def new_nonce() -> str:
@@ -129,6 +133,9 @@ class SharedBreaker:
 
         try:
             admission = self.store.update(claim)
+        except AccessDenied as exc:
+            self._refused(exc)
+            return Ticket(name, record.generation)
         except BookkeepingError as exc:
             self._count("bookkeeping_failures")
             logger.warning(
@@ -147,6 +154,11 @@ class SharedBreaker:
             self._count("admitted")
         assert admission.ticket is not None
         return admission.ticket
+
+    def _refused(self, error: AccessDenied) -> None:
+        self._count("bookkeeping_failures")
+        self._count("access_denied")
+        report_denied(error)
 
     def _deny(self, name: str, admission: Admission, last_error: str | None) -> NoReturn:
         self._count("fast_failed")
@@ -168,6 +180,9 @@ class SharedBreaker:
         if effect is Effect.APPLIED:
             try:
                 effect = self.store.update(mutate)
+            except AccessDenied as exc:
+                self._refused(exc)
+                return Effect.UNCHANGED
             except BookkeepingError as exc:
                 self._count("bookkeeping_failures")
                 logger.warning(

@@ -11,7 +11,10 @@ gets `BookkeepingError` and carries on as if the circuit were closed.
 Conflicts and an unreachable API get different budgets: a conflict means the API works and another
 pod wrote first, so it is worth many quick retries; an unreachable API (5xx, network, timeouts) gets
 a few, after which the store stops trying for `unreachable_pause` seconds, so a stage that records
-many failures during an API outage is not slowed down by a full retry budget on every call.
+many failures during an API outage is not slowed down by a full retry budget on every call. A
+refusal (401/403, `AccessDenied`) is not retried at all and pauses the store for `denied_pause`
+seconds: only a change of RBAC ends it, and the pause keeps re-raising the refusal itself, so the
+caller reports it as refused, never as an unreachable API.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from .api import ApiUnavailable, BookkeepingError, RunApi, WriteConflict
+from .api import AccessDenied, ApiUnavailable, BookkeepingError, RunApi, WriteConflict
 from .cache import SnapshotCache
 from .document import BreakerDocument, render_document
 
@@ -89,6 +92,7 @@ class BreakerStore:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         unavailable_attempts: int = DEFAULT_UNAVAILABLE_ATTEMPTS,
         unreachable_pause: float = 5.0,
+        denied_pause: float = 30.0,
         max_seconds: float = 15.0,
         cache_max_age: float = 1.0,
         backoff_multiplier: float = 0.02,
@@ -101,14 +105,18 @@ class BreakerStore:
             api,
             max_age=cache_max_age,
             failure_backoff=unreachable_pause,
+            denied_backoff=denied_pause,
             clock=clock,
             on_unreachable=self._pause_after_unreachable,
+            on_denied=self._pause_after_denied,
         )
         self.stats = StoreStats()
         self._max_attempts = max_attempts
         self._unavailable_attempts = unavailable_attempts
         self._unreachable_pause = unreachable_pause
         self._unreachable_until = float("-inf")
+        self._denied_pause = denied_pause
+        self._denied: AccessDenied | None = None  # the refusal that paused the store, if any
         self._clock = clock
         self._max_seconds = max_seconds
         self._wait = wait_random_exponential(multiplier=backoff_multiplier, max=backoff_max)
@@ -119,6 +127,25 @@ class BreakerStore:
     def _pause_after_unreachable(self) -> None:
         """Skip bookkeeping for a while: the API just failed a read or a whole retry budget."""
         self._unreachable_until = self._clock() + self._unreachable_pause
+        self._denied = None
+
+    def _pause_after_denied(self, error: AccessDenied) -> None:
+        """Skip bookkeeping for longer: the API refused it, and asking again cannot help soon."""
+        self._unreachable_until = self._clock() + self._denied_pause
+        self._denied = error
+
+    def _paused_error(self) -> BookkeepingError:
+        denied = self._denied
+        if denied is not None:
+            return AccessDenied(
+                f"{denied} (refused moments ago; not asking again yet)",
+                status=denied.status,
+                run=denied.run,
+                identity=denied.identity,
+            )
+        return ApiUnavailable(
+            f"{self.api.description}: the API was unreachable moments ago; not retrying yet"
+        )
 
     def document(self) -> BreakerDocument:
         """The cached document, refreshed by a GET at most once per cache max-age.
@@ -170,18 +197,19 @@ class BreakerStore:
             | stop_after_delay(self._max_seconds)
             | _stop_after_unavailable(self._unavailable_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(BookkeepingError),
+            retry=retry_if_exception_type((WriteConflict, ApiUnavailable)),
             before_sleep=before_sleep,
             sleep=self._sleep,
             reraise=True,
         )
         with self._lock:
             if self._clock() < self._unreachable_until:
-                raise ApiUnavailable(
-                    f"{self.api.description}: the API was unreachable moments ago; not retrying yet"
-                )
+                raise self._paused_error()
             try:
                 return retrying(one_try)
+            except AccessDenied as error:
+                self._pause_after_denied(error)
+                raise
             except ApiUnavailable:
                 self.stats.budget_exhausted += 1
                 self._pause_after_unreachable()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .api import ApiUnavailable, RunSnapshot, WriteConflict
+from .api import AccessDenied, ApiUnavailable, RunSnapshot, WriteConflict
 from .memory import InMemoryRunApi
 
 
@@ -27,7 +27,8 @@ class ManualClock:
 class FlakyApi:
     """Wraps an InMemoryRunApi. `before_write` runs just before each write (e.g. a competing
     writer); `fail_reads` / `fail_writes` make the next N calls raise ApiUnavailable;
-    `always_conflict` answers every write with a conflict (a 409 storm)."""
+    `always_conflict` answers every write with a conflict (a 409 storm); `deny` answers every
+    call with a 403 for the `default` ServiceAccount (the stage Role is missing)."""
 
     def __init__(self, inner: InMemoryRunApi) -> None:
         self.inner = inner
@@ -35,20 +36,34 @@ class FlakyApi:
         self.fail_reads = 0
         self.fail_writes = 0
         self.always_conflict = False
+        self.deny = False
         self.reads = 0
 
     @property
     def description(self) -> str:
         return "test/flaky"
 
+    def _denied(self, verb: str) -> AccessDenied:
+        user = "system:serviceaccount:test:default"
+        return AccessDenied(
+            f'test/flaky: HTTP 403: User "{user}" cannot {verb} resource "extractionruns"',
+            status=403,
+            run="test/flaky",
+            identity=user,
+        )
+
     def read(self) -> RunSnapshot:
         self.reads += 1
+        if self.deny:
+            raise self._denied("get")
         if self.fail_reads:
             self.fail_reads -= 1
             raise ApiUnavailable("HTTP 500")
         return self.inner.read()
 
     def write(self, resource_version: str, annotation: str) -> RunSnapshot:
+        if self.deny:
+            raise self._denied("patch")
         if self.fail_writes:
             self.fail_writes -= 1
             raise ApiUnavailable("HTTP 503")

@@ -3,7 +3,9 @@
 - Creating a Job that already exists is adoption: Job names are deterministic per (node, attempt),
   so a 409 means an earlier incarnation of the operator (or this one, before a crash) created it.
   It is adopted only if its controller ownerReference is this run; a foreign Job with our name is
-  an error worth reporting, never silently accepted.
+  an error worth reporting, never silently accepted. One 409 is not adoption: a create retried
+  after its response was lost finds the Job its own first try made, recognised by the launch token
+  (`extraction.dev/launched-by`) this process stamps on every Job it creates.
 - Status is replaced with a compare-and-swap on `resourceVersion` (JSON patch `test` + `add`), so
   a stale view (an old replica, a lagging cache) can never overwrite newer status.
 """
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from extraction_operator.api.constants import GROUP, PLURAL, VERSION
+from extraction_operator.api.constants import ANNOTATION_LAUNCHED_BY, GROUP, PLURAL, VERSION
 
 from .rest import JSON, JSON_PATCH, ApiError, KubeRest
 from .retry import call_with_retry
@@ -41,6 +43,13 @@ def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
     return any(isinstance(ref, Mapping) and ref.get("uid") == owner_uid for ref in refs)
 
 
+def launch_token(obj: Mapping[str, Any]) -> str | None:
+    """The `extraction.dev/launched-by` annotation of a Job (or manifest), if any."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    token = annotations.get(ANNOTATION_LAUNCHED_BY) if isinstance(annotations, Mapping) else None
+    return token if isinstance(token, str) and token else None
+
+
 class KubeApi:
     """Domain-level API calls used by the reconciler."""
 
@@ -48,7 +57,9 @@ class KubeApi:
         self.rest = rest
 
     async def create_job(self, namespace: str, manifest: JSON, run_uid: str) -> tuple[JSON, bool]:
-        """Create the Job, or adopt the one that exists. Returns (job, created)."""
+        """Create the Job, or adopt the one that exists. Returns (job, created): `created` is also
+        True for a Job that exists because an earlier try of this very create landed (same launch
+        token), since nothing was adopted then."""
         name = manifest["metadata"]["name"]
         try:
             created = await call_with_retry(
@@ -66,6 +77,10 @@ class KubeApi:
                 f"Job {namespace}/{name} exists but is not owned by this run; "
                 "delete it or rename the run"
             )
+        ours = launch_token(manifest)
+        if ours is not None and launch_token(existing) == ours:
+            logger.debug("Job %s/%s: an earlier try of this create landed", namespace, name)
+            return existing, True
         logger.info("Adopted existing Job %s/%s", namespace, name)
         return existing, False
 
@@ -103,6 +118,15 @@ class KubeApi:
                 logger.debug("Status write of %s/%s lost a race: %s", namespace, name, error)
                 return None
             raise
+
+    async def review_access(self, review: JSON) -> JSON:
+        """Create a SubjectAccessReview (nothing is stored; the answer is in its `status`)."""
+        return await call_with_retry(
+            lambda: self.rest.request(
+                "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
+            ),
+            max_attempts=2,
+        )
 
     async def post_event(
         self, run: Mapping[str, Any], event_type: str, reason: str, message: str

@@ -130,8 +130,11 @@ def configure_settings(settings: kopf.OperatorSettings, options: OperatorOptions
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.finalizer = f"{KOPF_PREFIX}/finalizer"  # unused: no handler needs one
     # Watches: the server closes a stream after ~4.5 minutes; we give up on a silent one after 5
-    # (a half-open TCP connection would otherwise stall the operator forever).
-    settings.watching.server_timeout = options.watch_server_timeout
+    # (a half-open TCP connection would otherwise stall the operator forever). kopf puts
+    # `server_timeout` into the URL as `timeoutSeconds=str(value)`, which the API server parses as
+    # an integer: it must be an int (`270.0` gets every watch a 400 Bad Request). The other
+    # timeouts below are client-side (aiohttp) and may be floats.
+    settings.watching.server_timeout = int(options.watch_server_timeout)
     settings.watching.client_timeout = options.watch_server_timeout + 30
     settings.watching.connect_timeout = 10
     settings.watching.inactivity_timeout = options.watch_server_timeout + 30

@@ -38,12 +38,24 @@ class OperatorOptions:
     priority: int = 0
     resync_seconds: float = 30.0
     workers: int = 16  # reconcile passes are I/O-bound: a few per core keep the queue short
-    watch_server_timeout: float = 270.0
+    # Sent to the API server as the watch's `timeoutSeconds` query parameter, which it parses as
+    # an integer: a float here (`270.0`) makes every watch a 400 Bad Request.
+    watch_server_timeout: int = 270
     shutdown_timeout: float = 20.0
     drain_seconds: float = 10.0  # how long SIGTERM waits for reconcile passes in flight
     peering_lifetime: int = 20
     clock: Callable[[], datetime] = _utc_now
     instance: str = field(default_factory=_instance_id)
+
+    def __post_init__(self) -> None:
+        # An embedding caller (tests, the demo) may pass any number: integer query parameters
+        # must reach the API server as integers, so refuse a fractional one with a clear error.
+        value = self.watch_server_timeout
+        if isinstance(value, bool) or not float(value).is_integer() or value <= 0:
+            raise ValueError(
+                f"watch_server_timeout must be a positive whole number of seconds, got {value!r}"
+            )
+        self.watch_server_timeout = int(value)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> OperatorOptions:

@@ -6,6 +6,13 @@ Ordering is what makes crashes harmless:
 2. Status is then replaced with a compare-and-swap on resourceVersion; losing the race means
    someone else wrote meanwhile, so this pass's plan is dropped and the run is planned again.
 3. Events are posted only after the status write landed, so a re-planned pass never repeats them.
+
+A lost race is common and harmless: kopf patches its own annotations onto a new or changed run
+(bumping its resourceVersion) while the first pass is in flight, and stage pods write the breaker
+annotation. The Jobs the dropped pass created exist, though, and the next pass sees them newer
+than the status. The reconciler remembers the Jobs it created itself until a status write records
+them (`_launched`) and tells the planner, so such a Job is reported as the launch it was; only a
+Job some other (earlier, crashed) operator process created is reported as adopted.
 """
 
 from __future__ import annotations
@@ -13,16 +20,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from extraction_operator.api.constants import ANNOTATION_REDRIVE
+from extraction_operator.api.constants import ANNOTATION_LAUNCHED_BY, ANNOTATION_REDRIVE
 from extraction_operator.metrics import Metrics
-from extraction_operator.planner import ObservedJob, Plan, RunSnapshot, observe_job, plan_run
+from extraction_operator.planner import (
+    BreakerAccess,
+    ObservedJob,
+    Plan,
+    RunSnapshot,
+    awaits_pod_facts,
+    observe_job,
+    plan_run,
+)
 from extraction_operator.planner.timefmt import parse_time
 
+from .access import BreakerAccessChecker, breaker_identity
 from .api import JobNameTaken, KubeApi, owned_by
 from .circuits import CircuitTracker, as_mapping
 from .crashpoints import crash_point
@@ -34,7 +51,8 @@ JSON = dict[str, Any]
 
 # After a Job fails, its pod's termination state may reach our cache a moment later than the Job
 # itself (separate watch streams). Waiting this long before accounting the failure keeps the exit
-# code and message, which decide whether the failure is retryable.
+# code and message, which decide whether the failure is retryable. Not for a deadline failure:
+# its pods are deleted by the Job controller and never report (`planner.awaits_pod_facts`).
 POD_INFO_GRACE_SECONDS = 5.0
 # A created Job is kept in memory until the watch shows it, so the next pass cannot mistake a
 # just-created Job for a lost one.
@@ -67,10 +85,16 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.circuits = CircuitTracker(metrics, self._post_event, clock)
+        self.access = BreakerAccessChecker(api)
         # run key -> (resourceVersion our write superseded, the body the write returned)
         self._written: dict[RunKey, tuple[str, JSON]] = {}
         # run key -> job name -> (monotonic time created, job body)
         self._recent_jobs: dict[RunKey, dict[str, tuple[float, JSON]]] = {}
+        # run key -> names of Jobs this process created that no landed status write records yet
+        self._launched: dict[RunKey, set[str]] = {}
+        # Stamped on every Job this process creates (instance plus a per-process nonce, since a
+        # restarted container keeps its pod name): see `KubeApi.create_job`.
+        self.launch_token = f"{instance} {secrets.token_hex(4)}"
         self._event_tasks: set[asyncio.Task[None]] = set()
         self.phases: dict[RunKey, str] = {}
 
@@ -82,6 +106,8 @@ class Reconciler:
     def forget(self, key: RunKey) -> None:
         self._written.pop(key, None)
         self._recent_jobs.pop(key, None)
+        self._launched.pop(key, None)
+        self.access.forget(*key)
         self.phases.pop(key, None)
         self.circuits.forget(key)
 
@@ -131,9 +157,8 @@ class Reconciler:
             if item is None:
                 continue
             # The planner classifies a failure by the pod's exit code or reason: while neither
-            # has arrived, the failure is not accounted yet.
-            pod_info_missing = item.exit_code is None and item.pod_reason is None
-            if item.phase == "Failed" and pod_info_missing:
+            # has arrived (and is still to come), the failure is not accounted yet.
+            if awaits_pod_facts(item):
                 age = (now - item.finished_at).total_seconds() if item.finished_at else 0.0
                 if age < POD_INFO_GRACE_SECONDS:
                     item = dataclasses.replace(item, phase="Active")
@@ -174,6 +199,8 @@ class Reconciler:
             jobs=observed,
             circuits=circuits.gates,
             now=now,
+            launched=frozenset(self._launched.get(key, ())),
+            breaker_access=await self._breaker_access(key, spec, status),
         )
         plan = plan_run(snapshot)
         takeover = self._add_shell_fields(plan, status, circuits.summaries)
@@ -186,6 +213,16 @@ class Reconciler:
                 recheck if result.requeue_after is None else min(result.requeue_after, recheck)
             )
         return result
+
+    async def _breaker_access(
+        self, key: RunKey, spec: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> BreakerAccess | None:
+        """Whether the stage pods may keep the run's breakers, for a run in flight that uses any
+        (None: nothing to check, or unknown now; the planner keeps the last verdict)."""
+        account = breaker_identity(spec)
+        if account is None or status.get("phase") in TERMINAL_PHASES:
+            return None
+        return await self.access.check(key[0], account, key[1])
 
     def _add_shell_fields(
         self, plan: Plan, old: Mapping[str, Any], circuits: Mapping[str, Any]
@@ -219,6 +256,7 @@ class Reconciler:
         limit = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(manifest: JSON) -> None:
+            manifest = self._stamped(manifest)
             async with limit:
                 try:
                     job, created = await self.api.create_job(namespace, manifest, uid)
@@ -230,6 +268,8 @@ class Reconciler:
             crash_point("after-job-create")
             job_name = job.get("metadata", {}).get("name", manifest["metadata"]["name"])
             self._recent_jobs.setdefault(key, {})[job_name] = (time.monotonic(), job)
+            if created:
+                self._launched.setdefault(key, set()).add(job_name)
 
         outcomes = await asyncio.gather(
             *(create(m) for m in plan.create_jobs), return_exceptions=True
@@ -252,6 +292,8 @@ class Reconciler:
             self.metrics.status_conflicts.inc()
             return ReconcileResult(CONFLICT_REQUEUE_SECONDS)
         self._written[key] = (rv, written)
+        # Every Job created so far is in the status just written (planned or re-found by a pass).
+        self._launched.pop(key, None)
         self.metrics.record_node_transitions(
             old_status.get("nodes") or {}, plan.status.get("nodes") or {}
         )
@@ -260,6 +302,15 @@ class Reconciler:
         for event in plan.events:
             self._post_event(written, event.type, event.reason, event.message)
         return ReconcileResult(plan.requeue_after, wrote_status=True)
+
+    def _stamped(self, manifest: JSON) -> JSON:
+        """The manifest with this process's launch token among its annotations."""
+        meta = dict(manifest.get("metadata") or {})
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            ANNOTATION_LAUNCHED_BY: self.launch_token,
+        }
+        return {**manifest, "metadata": meta}
 
     def _post_event(self, run: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         task = asyncio.create_task(self.api.post_event(run, kind, reason, message))

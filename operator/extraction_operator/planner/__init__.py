@@ -4,17 +4,19 @@ No I/O and no clock inside: the kopf shell gathers a `RunSnapshot` (spec, status
 via `observe_job`, circuit gates, now), calls `plan_run`, and carries out the `Plan`."""
 
 from .naming import ANNOTATION_NODE, job_name, node_spellings, run_label_value
-from .observe import observe_job
+from .observe import awaits_pod_facts, observe_job
 from .plan import plan_run
-from .types import CircuitGate, ObservedJob, Plan, PlannedEvent, RunSnapshot
+from .types import BreakerAccess, CircuitGate, ObservedJob, Plan, PlannedEvent, RunSnapshot
 
 __all__ = [
     "ANNOTATION_NODE",
+    "BreakerAccess",
     "CircuitGate",
     "ObservedJob",
     "Plan",
     "PlannedEvent",
     "RunSnapshot",
+    "awaits_pod_facts",
     "job_name",
     "node_spellings",
     "observe_job",

@@ -1,10 +1,12 @@
 """Fold what the Jobs say into a node's state: adopt, then account each finished attempt once.
 
 Observed Jobs are the truth about attempts. A Job numbered above `attempts` means the shell created
-it and crashed before writing status: it is adopted (and attempts in between that failed are
-counted). A finished Job is accounted only while its node is `Running` that very attempt; the
-result moves the node out of `Running`, so planning again from the new status and the same Job
-changes nothing."""
+it but its status write never landed: after a crash (an earlier operator process) it is adopted,
+and attempts in between that failed are counted; when this very process created it (the write
+lost a compare-and-swap race, `RunSnapshot.launched`) it is the same bookkeeping, but reported as
+the launch it was, never as an adoption. A finished Job is accounted only while its node is
+`Running` that very attempt; the result moves the node out of `Running`, so planning again from
+the new status and the same Job changes nothing."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class NodeContext:
     gates: Mapping[str, CircuitGate]
     now: datetime
     log: EventLog
+    launched: frozenset[str] = frozenset()
 
 
 def describe_failure(failure: Failure) -> str:
@@ -65,12 +68,13 @@ def adopt_newer_jobs(
     state.phase = "Running"
     state.started_at = floor_second(newest.started_at or ctx.now)
     state.clear_outcome()
+    how = "started" if newest.name in ctx.launched else "adopted"
     ctx.log.node(
         node.stage.name,
         node.key,
         "Normal",
         "StageStarted",
-        f"{node.key}: adopted attempt {newest.attempt} (job {newest.name})",
+        f"{node.key}: {how} attempt {newest.attempt} (job {newest.name})",
     )
 
 
@@ -105,7 +109,7 @@ def settle_running(
             f"{node.key} succeeded on attempt {state.attempts}",
         )
     elif current.phase == "Failed":
-        failure = classify_failure(current, ctx.policy)
+        failure = classify_failure(current, ctx.policy, node.stage.timeout_seconds)
         record_failure(node, state, failure, current.finished_at or ctx.now, ctx)
     return None
 

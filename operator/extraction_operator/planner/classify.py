@@ -3,7 +3,12 @@
 The order of the checks matters: a stage killed for running past its timeout exits with whatever
 SIGTERM made of it, so the Job's `DeadlineExceeded` wins over the exit code; an evicted pod never
 chose its exit code, so a pod-level reason wins too; only then does the stage's own exit code
-decide between `CircuitOpen` (75), `NonRetryable` and a plain `Error`."""
+decide between `CircuitOpen` (75), `NonRetryable` and a plain `Error`.
+
+The message is the stage's own termination message when it wrote one. When it did not, the text
+says what is known and where to look, never the Job controller's condition message: with the
+`backoffLimit: 0` the operator always sets, every failed Job "has reached the specified backoff
+limit", which tells a user nothing about their stage."""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"
 POD_LOST = "PodLost"
 NON_RETRYABLE = "NonRetryable"
 CIRCUIT_OPEN = "CircuitOpen"
+# Job condition reasons whose message is about the operator's own Job settings, not the stage.
+OPERATOR_SETTING_REASONS = frozenset({"BackoffLimitExceeded", DEADLINE_EXCEEDED})
+# Container termination reasons that add nothing to "exited with code N".
+PLAIN_EXIT_REASONS = frozenset({"Error", "Completed"})
 
 
 @dataclass(frozen=True)
@@ -38,14 +47,33 @@ class Failure:
         return self.reason != NON_RETRYABLE
 
 
-def classify_failure(job: ObservedJob, policy: EffectivePolicy) -> Failure:
-    """The failure kind of a Job in phase Failed."""
+def silent_exit(job: ObservedJob, code: int) -> str:
+    """What to say about a non-zero exit that left no termination message (and no log tail)."""
+    how = f"stage exited with code {code}"
+    if job.exit_reason and job.exit_reason not in PLAIN_EXIT_REASONS:
+        how += f" ({job.exit_reason})"
+    return f"{how} and wrote no termination message; see kubectl logs job/{job.name}"
+
+
+def _job_condition_text(job: ObservedJob) -> str | None:
+    """The Job controller's message, unless it is about the operator's own settings."""
+    if job.failure_reason in OPERATOR_SETTING_REASONS:
+        return None
+    return clean_message(job.job_message)
+
+
+def classify_failure(
+    job: ObservedJob, policy: EffectivePolicy, timeout_seconds: int | None = None
+) -> Failure:
+    """The failure kind of a Job in phase Failed. `timeout_seconds` is the stage's timeout, for
+    the message of a deadline failure."""
     own_message = clean_message(job.message)
     if job.failure_reason == DEADLINE_EXCEEDED:
+        limit = f" ({timeout_seconds}s)" if timeout_seconds is not None else ""
         return Failure(
             DEADLINE_EXCEEDED,
             job.exit_code,
-            own_message or "the stage ran longer than its timeoutSeconds",
+            own_message or f"the stage ran longer than its timeoutSeconds{limit}",
         )
     if job.pod_reason is not None:
         return Failure(
@@ -57,12 +85,20 @@ def classify_failure(job: ObservedJob, policy: EffectivePolicy) -> Failure:
         )
     code = job.exit_code
     if code is None:
-        return Failure(POD_LOST, None, own_message or f"job {job.name} failed and its pod is gone")
+        condition = _job_condition_text(job)
+        gone = f"job {job.name} failed and its pod is gone, so its exit code is unknown"
+        return Failure(
+            POD_LOST, None, own_message or (f"{gone}: {condition}" if condition else gone)
+        )
     if code == EXIT_CIRCUIT_OPEN:
         return Failure(CIRCUIT_OPEN, code, own_message or "a circuit breaker was open")
     if code in policy.non_retryable_exit_codes:
-        return Failure(NON_RETRYABLE, code, own_message or f"exit code {code} is non-retryable")
-    return Failure(ERROR, code, own_message or f"the stage exited with code {code}")
+        return Failure(
+            NON_RETRYABLE,
+            code,
+            own_message or f"{silent_exit(job, code)} (exit code {code} is non-retryable)",
+        )
+    return Failure(ERROR, code, own_message or silent_exit(job, code))
 
 
 def lost_job_failure(job_name: str | None) -> Failure:

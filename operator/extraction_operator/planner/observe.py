@@ -2,7 +2,12 @@
 
 Pure and defensive: the shell feeds it whatever the watch delivered, which may be a half-written
 object, a Job someone else labelled, or a pod already gone. Anything that is not one of our stage
-Jobs gives None; anything missing inside one of ours gives a None field, never an exception."""
+Jobs gives None; anything missing inside one of ours gives a None field, never an exception.
+
+`awaits_pod_facts` says when a failed Job's pod is still worth waiting for: the pod's exit code
+decides how a plain failure is classified, but a Job that failed for its deadline is classified
+without it, and its pods are exactly the ones that never report (the Job controller deletes
+them when `activeDeadlineSeconds` passes)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 
 from extraction_operator.api.constants import LABEL_ATTEMPT, LABEL_RUN
 
+from .classify import DEADLINE_EXCEEDED
 from .naming import ANNOTATION_NODE
 from .timefmt import parse_time
 from .types import JobPhase, ObservedJob
@@ -122,8 +128,6 @@ def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Ob
     terminated = _terminated(pod) if pod is not None else None
     exit_code = _int(terminated.get("exitCode")) if terminated else None
     message = _str(terminated.get("message")) if terminated else None
-    if message is None and failed is not None:
-        message = _str(failed.get("message"))
     finished_at: datetime | None = parse_time(status.get("completionTime"))
     if finished_at is None and failed is not None:
         finished_at = parse_time(failed.get("lastTransitionTime"))
@@ -140,4 +144,18 @@ def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Ob
         started_at=parse_time(status.get("startTime")),
         finished_at=finished_at,
         deleting=metadata.get("deletionTimestamp") is not None,
+        job_message=_str(failed.get("message")) if failed is not None else None,
+        exit_reason=_str(terminated.get("reason")) if terminated else None,
     )
+
+
+def awaits_pod_facts(job: ObservedJob) -> bool:
+    """True for a failed Job whose classification still lacks its pod's facts (exit code or pod
+    reason), which normally arrive a moment after the Job's own condition (separate watches).
+
+    A deadline failure never waits: `DeadlineExceeded` decides the failure kind whatever the
+    exit code, and on a real cluster the Job controller deletes the pods of a Job past its
+    `activeDeadlineSeconds`, so the facts waited for would never come."""
+    if job.phase != "Failed" or job.failure_reason == DEADLINE_EXCEEDED:
+        return False
+    return job.exit_code is None and job.pod_reason is None

@@ -28,6 +28,7 @@ from typing import Any
 from extraction_operator.api.models import ExtractionRunSpec
 from extraction_operator.api.validation import Problem, parse_spec
 
+from .access import access_condition
 from .accounting import NodeContext, adopt_newer_jobs, settle_running
 from .backoff import EffectivePolicy, effective_policy
 from .classify import CIRCUIT_OPEN, DEADLINE_EXCEEDED
@@ -186,6 +187,7 @@ class _Planner:
             gates=self.gates,
             now=self.now,
             log=self.log,
+            launched=frozenset(self.snapshot.launched),
         )
 
     def _account_jobs(self) -> None:
@@ -476,9 +478,15 @@ class _Planner:
             status["finishedAt"] = format_time(self.record.finished_at)
         status["progress"] = f"{done}/{len(self.graph.nodes)}"
         status["message"] = message
+        access = access_condition(
+            any(stage.circuits for stage in self.spec.stages),
+            self.snapshot.breaker_access,
+            self.old_status.get("conditions"),
+            self.log,
+        )
         status["conditions"] = build_conditions(
             self.old_status.get("conditions"),
-            self._conditions(phase, message, failure),
+            self._conditions(phase, message, failure) + access,
             self.snapshot.generation,
             self.now,
         )

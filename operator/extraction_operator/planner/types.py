@@ -24,11 +24,16 @@ class ObservedJob:
     phase: JobPhase
     failure_reason: str | None  # Job condition reason: DeadlineExceeded, BackoffLimitExceeded...
     exit_code: int | None  # pod containerStatuses[].state.terminated.exitCode
-    message: str | None  # termination message / log tail, or the Job condition message
+    message: str | None  # the stage's termination message (or log tail), nothing else
     pod_reason: str | None  # pod status.reason ("Evicted") or a DisruptionTarget reason
     started_at: datetime | None  # Job status.startTime
     finished_at: datetime | None  # completionTime, or the Failed condition's lastTransitionTime
     deleting: bool = False  # metadata.deletionTimestamp set
+    # The Job controller's Failed condition message. Kept apart from `message` because it is
+    # often about the operator's own settings ("Job has reached the specified backoff limit" is
+    # about the backoffLimit 0 it always sets), not about what the stage did.
+    job_message: str | None = None
+    exit_reason: str | None = None  # terminated.reason of the stage container: OOMKilled, Error...
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,15 @@ class CircuitGate:
 
     state: GateState
     retry_at: datetime | None  # while open: when the recovery time passes
+
+
+@dataclass(frozen=True)
+class BreakerAccess:
+    """Whether the run's stage pods may keep its circuit breakers (read and patch the run), as the
+    shell last learnt it; `message` names the ServiceAccount, what is missing, and the fix."""
+
+    allowed: bool
+    message: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,12 @@ class RunSnapshot:
     jobs: Sequence[ObservedJob]
     circuits: Mapping[str, CircuitGate]
     now: datetime
+    # Jobs this operator process created itself whose launch the status may not record yet (its
+    # status write lost a compare-and-swap, e.g. to kopf's own annotation patch). Such a Job is a
+    # launch to finish recording, not an adoption: only a Job nobody here created is adopted.
+    launched: frozenset[str] = frozenset()
+    # None: not known this time (not checked, or the check failed): the last verdict stands.
+    breaker_access: BreakerAccess | None = None
 
 
 @dataclass(frozen=True)

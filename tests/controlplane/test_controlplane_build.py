@@ -45,7 +45,7 @@ def test_the_repository_pins_kubernetes_and_etcd() -> None:
 def test_a_go_mod_without_kubernetes_is_a_clear_error(tmp_path: Path) -> None:
     module = _module(tmp_path)
     (module / "go.mod").write_text("module x\n\ngo 1.26.0\n")
-    with pytest.raises(cpbuild.BuildError, match="does not require k8s.io/kubernetes"):
+    with pytest.raises(cpbuild.BuildError, match=r"does not require k8s\.io/kubernetes"):
         cpbuild.kubernetes_version(module)
 
 

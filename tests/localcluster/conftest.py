@@ -1,13 +1,21 @@
 """Fixtures for the API emulator's conformance tests.
 
-By default the tests run against an in-process `ApiServerThread`. With `EXTRACTION_TEST_KUBECONFIG`
-pointing at a kubeconfig they run against that cluster instead, so the emulator's fidelity can be
-checked against a real API server; tests of emulator-only features (fault injection, the request
-log, history compaction) skip themselves there with a reason.
+`cluster` is parametrized over two backends, so every test that uses it runs twice, as
+`test_x[emulator]` and `test_x[real]`: once against an in-process `ApiServerThread`, and once
+against a real API server, which is what keeps the emulator honest. The real cluster is the
+session's `real_cluster` (tests/conftest.py, its `admin_kubeconfig`); where no such fixture is
+defined, the cluster of the kubeconfig named by `EXTRACTION_TEST_KUBECONFIG`, and without either
+the `[real]` tests skip, saying so. Tests of emulator-only features (fault injection, the request
+log, history compaction) skip themselves on the real backend.
+
+The suite's custom resource is a `Gizmo` (conformance_crd.yaml) in a group of its own, created and
+deleted by the `crd` fixture, so the suite can share a cluster with a running operator.
+`emulator_cluster` is an emulator alone, for tests of the emulator serving the project's own CRD.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -23,9 +31,13 @@ from kubernetes.client.exceptions import ApiException
 
 from extraction_operator.localcluster.apiserver import ApiServerThread
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "crds" / "extractionruns.yaml"
-GROUP, VERSION, PLURAL = "extraction.dev", "v1alpha1", "extractionruns"
+CRD_FILE = Path(__file__).with_name("conformance_crd.yaml")
+GROUP, VERSION, PLURAL, KIND = "conformance.extraction.dev", "v1", "gizmos", "Gizmo"
+BACKENDS = ("emulator", "real")
+NO_REAL_CLUSTER = (
+    "no real cluster for the [real] backend: define the session fixture `real_cluster` in "
+    "tests/conftest.py, or set EXTRACTION_TEST_KUBECONFIG to a cluster-admin kubeconfig"
+)
 
 
 class Cluster:
@@ -137,26 +149,56 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    external = os.environ.get("EXTRACTION_TEST_KUBECONFIG")
-    if external:
-        yield Cluster(Path(external), None)
-        return
+def _real_kubeconfig(request: pytest.FixtureRequest) -> Path:
+    """The admin kubeconfig of the session's real cluster; skips the test when there is none."""
+    try:
+        real = request.getfixturevalue("real_cluster")
+    except pytest.FixtureLookupError:
+        external = os.environ.get("EXTRACTION_TEST_KUBECONFIG")
+        if not external:
+            pytest.skip(NO_REAL_CLUSTER)
+        return Path(external)
+    return Path(real.admin_kubeconfig)
+
+
+@contextlib.contextmanager
+def _emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with ApiServerThread(bookmark_interval=1.0) as server:
         kubeconfig = server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
         yield Cluster(kubeconfig, server)
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    if request.param == "real":
+        yield Cluster(_real_kubeconfig(request), None)
+        return
+    with _emulator(tmp_path_factory) as emulated:
+        yield emulated
+
+
+@pytest.fixture(scope="session")
+def emulator_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """An emulator only, whatever backends `cluster` runs on."""
+    with _emulator(tmp_path_factory) as emulated:
+        yield emulated
+
+
 @pytest.fixture(autouse=True)
-def _clean_faults(cluster: Cluster) -> Iterator[None]:
+def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    if cluster.emulator is not None:
-        cluster.emulator.faults.clear()
+    # Only tests that use a cluster can have left faults; asking others for one would parametrize
+    # them over the backends.
+    for name in ("cluster", "emulator_cluster"):
+        if name in request.fixturenames:
+            used: Cluster = request.getfixturevalue(name)
+            if used.emulator is not None:
+                used.emulator.faults.clear()
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
+def make_namespace(cluster: Cluster) -> Iterator[str]:
     name = unique("xtest")
     cluster.core.create_namespace({"metadata": {"name": name}})
     yield name
@@ -167,10 +209,13 @@ def namespace(cluster: Cluster) -> Iterator[str]:
             raise
 
 
-@pytest.fixture(scope="session")
-def crd(cluster: Cluster) -> dict[str, Any]:
-    """The ExtractionRun CRD from crds/extractionruns.yaml, applied and Established."""
-    manifest = yaml.safe_load(CRD_FILE.read_text())
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    yield from make_namespace(cluster)
+
+
+def apply_crd(cluster: Cluster, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create a CRD (or find it there already) and wait until it is Established."""
     try:
         cluster.apiext.create_custom_resource_definition(manifest)
     except ApiException as error:
@@ -189,19 +234,45 @@ def crd(cluster: Cluster) -> dict[str, Any]:
     return result
 
 
-def run_body(name: str, **spec: Any) -> dict[str, Any]:
-    """A minimal valid ExtractionRun."""
+def delete_crd(cluster: Cluster, name: str) -> None:
+    """Delete a CRD and wait until it is gone (a real server first deletes its objects)."""
+    try:
+        cluster.apiext.delete_custom_resource_definition(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+    def gone() -> bool:
+        try:
+            cluster.apiext.read_custom_resource_definition(name)
+        except ApiException as error:
+            return bool(error.status == 404)
+        return False
+
+    eventually(gone, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> Iterator[dict[str, Any]]:
+    """The suite's Gizmo CRD (conformance_crd.yaml), Established for the session, then deleted."""
+    manifest = yaml.safe_load(CRD_FILE.read_text())
+    yield apply_crd(cluster, manifest)
+    delete_crd(cluster, manifest["metadata"]["name"])
+
+
+def gizmo_body(name: str, **spec: Any) -> dict[str, Any]:
+    """A minimal valid Gizmo."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ExtractionRun",
+        "kind": KIND,
         "metadata": {"name": name},
         "spec": {"image": "busybox", "stages": [{"name": "a", "command": ["true"]}], **spec},
     }
 
 
-@pytest.fixture(name="run_body")
-def _run_body() -> Callable[..., dict[str, Any]]:
-    return run_body
+@pytest.fixture(name="gizmo_body")
+def _gizmo_body() -> Callable[..., dict[str, Any]]:
+    return gizmo_body
 
 
 @pytest.fixture(name="unique")
@@ -212,3 +283,13 @@ def _unique() -> Callable[[str], str]:
 @pytest.fixture(name="eventually")
 def _eventually() -> Callable[..., Any]:
     return eventually
+
+
+@pytest.fixture(name="apply_crd", scope="session")
+def _apply_crd() -> Callable[[Cluster, dict[str, Any]], dict[str, Any]]:
+    return apply_crd
+
+
+@pytest.fixture(name="make_namespace", scope="session")
+def _make_namespace() -> Callable[[Cluster], Iterator[str]]:
+    return make_namespace

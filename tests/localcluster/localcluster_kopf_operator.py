@@ -1,4 +1,4 @@
-"""A minimal kopf operator for the emulator's kopf test: it reacts to ExtractionRuns.
+"""A minimal kopf operator for the kopf test: it reacts to the conformance suite's Gizmos.
 
 Loaded by `kopf run` inside `KopfRunner`; it finds the API server through the kubeconfig named by
 `KUBECONFIG` at login time (kopf's own client login reads the variable only once, at import).
@@ -35,7 +35,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-GROUP, VERSION, PLURAL = "extraction.dev", "v1alpha1", "extractionruns"
+GROUP, VERSION, PLURAL = "conformance.extraction.dev", "v1", "gizmos"
 
 
 @kopf.on.startup()

@@ -1,7 +1,9 @@
 """Conformance of the API emulator with a real API server, one section per behaviour.
 
-Runs against the emulator, or against the cluster of `EXTRACTION_TEST_KUBECONFIG` (see conftest).
-Every test uses its own namespace and names, so it is safe on a shared cluster.
+Every test runs against both backends, the emulator and a real cluster (see conftest), and must
+pass unchanged on both: an assertion here is a claim about Kubernetes, which the real backend
+checks, and about the emulator. Every test uses its own namespace and names, and the custom
+resource is the suite's own `Gizmo`, so it is safe on a shared cluster.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography import x509
 from kubernetes.client.exceptions import ApiException
 
-GROUP, VERSION, PLURAL = "extraction.dev", "v1alpha1", "extractionruns"
-RUNS = f"/apis/{GROUP}/{VERSION}"
+GROUP, VERSION, PLURAL, KIND = "conformance.extraction.dev", "v1", "gizmos", "Gizmo"
+GIZMOS = f"/apis/{GROUP}/{VERSION}"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -24,20 +27,24 @@ STRATEGIC = "application/strategic-merge-patch+json"
 
 Body = Callable[..., dict[str, Any]]
 
+# A real garbage collector works asynchronously, and learns of a new CRD's resource only at its
+# next discovery resync (every 30 s), so waits on garbage collection allow for a resync or two.
+GC_TIMEOUT = 90.0
 
-def runs_path(namespace: str, name: str = "", sub: str = "") -> str:
-    path = f"{RUNS}/namespaces/{namespace}/{PLURAL}"
+
+def gizmos_path(namespace: str, name: str = "", sub: str = "") -> str:
+    path = f"{GIZMOS}/namespaces/{namespace}/{PLURAL}"
     return "/".join(p for p in (path, name, sub) if p)
 
 
-def make_run(cluster: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+def make_gizmo(cluster: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = cluster.custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body
     )
     return result
 
 
-def get_run(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+def get_gizmo(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
     result: dict[str, Any] = cluster.custom.get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
     )
@@ -121,6 +128,11 @@ def test_group_discovery_lists_builtin_groups(cluster: Any) -> None:
     assert group["preferredVersion"]["version"] == "v1"
 
 
+def test_the_system_namespaces_exist(cluster: Any) -> None:
+    names = {n.metadata.name for n in cluster.core.list_namespace().items}
+    assert {"default", "kube-node-lease", "kube-public", "kube-system"} <= names
+
+
 def test_unknown_group_version_is_404(cluster: Any) -> None:
     status, _, _ = cluster.request("GET", "/apis/nope.example.com/v1")
     assert status == 404
@@ -132,25 +144,25 @@ def test_unknown_group_version_is_404(cluster: Any) -> None:
 def test_crd_is_established_and_discoverable(cluster: Any, crd: dict[str, Any]) -> None:
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
     assert conditions["Established"] == "True"
-    status, listing, _ = cluster.request("GET", RUNS)
+    status, listing, _ = cluster.request("GET", GIZMOS)
     assert status == 200
     resources = {r["name"]: r for r in listing["resources"]}
-    runs = resources[PLURAL]
-    assert runs["kind"] == "ExtractionRun"
-    assert runs["namespaced"] is True
-    assert "xrun" in runs["shortNames"]
-    assert "extraction" in runs["categories"]
-    assert "extractionruns/status" in resources
+    gizmos = resources[PLURAL]
+    assert gizmos["kind"] == KIND
+    assert gizmos["namespaced"] is True
+    assert "gz" in gizmos["shortNames"]
+    assert "conformance" in gizmos["categories"]
+    assert f"{PLURAL}/status" in resources
     _, groups, _ = cluster.request("GET", "/apis")
     assert GROUP in {g["name"] for g in groups["groups"]}
 
 
 def test_custom_resource_gets_schema_defaults_and_pruning(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    body = run_body("defaults")
+    body = gizmo_body("defaults")
     body["spec"]["notInSchema"] = "dropped"
-    created = make_run(cluster, namespace, body)
+    created = make_gizmo(cluster, namespace, body)
     assert created["spec"]["parallelism"] == 4
     assert created["spec"]["failFast"] is True
     assert created["spec"]["stages"][0]["shards"] == 1
@@ -158,28 +170,30 @@ def test_custom_resource_gets_schema_defaults_and_pruning(
 
 
 def test_custom_resource_schema_rejects_non_object_spec(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    body = run_body("bad-spec")
+    body = gizmo_body("bad-spec")
     body["spec"] = "oops"
-    status, error, _ = cluster.request("POST", runs_path(namespace), body)
+    status, error, _ = cluster.request("POST", gizmos_path(namespace), body)
     assert status == 422
     assert_status(error, 422, "Invalid")
     assert "spec" in error["message"]
 
 
 def test_custom_resource_schema_rejects_out_of_range_values(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    status, error, _ = cluster.request("POST", runs_path(namespace), run_body("bad", parallelism=0))
+    status, error, _ = cluster.request(
+        "POST", gizmos_path(namespace), gizmo_body("bad", parallelism=0)
+    )
     assert status == 422
     assert "spec.parallelism" in error["message"]
 
 
 def test_table_output_uses_printer_columns(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    make_run(cluster, namespace, run_body("tabled"))
+    make_gizmo(cluster, namespace, gizmo_body("tabled"))
     cluster.custom.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
@@ -188,7 +202,7 @@ def test_table_output_uses_printer_columns(
         "tabled",
         {"status": {"phase": "Running", "progress": "1/3"}},
     )
-    status, table, _ = cluster.request("GET", runs_path(namespace), headers={"Accept": TABLE})
+    status, table, _ = cluster.request("GET", gizmos_path(namespace), headers={"Accept": TABLE})
     assert status == 200
     assert table["kind"] == "Table"
     columns = [c["name"] for c in table["columnDefinitions"]]
@@ -224,9 +238,9 @@ def test_generate_name(cluster: Any, namespace: str) -> None:
 
 
 def test_generation_counts_spec_changes_only(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    created = make_run(cluster, namespace, run_body("gen"))
+    created = make_gizmo(cluster, namespace, gizmo_body("gen"))
     assert created["metadata"]["generation"] == 1
     patch = cluster.custom.patch_namespaced_custom_object
     labelled = patch(GROUP, VERSION, namespace, PLURAL, "gen", {"metadata": {"labels": {"a": "b"}}})
@@ -243,14 +257,14 @@ def test_generation_counts_spec_changes_only(
 
 
 def test_create_get_list_update_delete(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    created = make_run(cluster, namespace, run_body("crud"))
-    fetched = get_run(cluster, namespace, "crud")
+    created = make_gizmo(cluster, namespace, gizmo_body("crud"))
+    fetched = get_gizmo(cluster, namespace, "crud")
     assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
     listed = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     assert [i["metadata"]["name"] for i in listed["items"]] == ["crud"]
-    assert listed["kind"] == "ExtractionRunList"
+    assert listed["kind"] == f"{KIND}List"
     assert int(listed["metadata"]["resourceVersion"]) > 0
     fetched["spec"]["parallelism"] = 7
     updated = cluster.custom.replace_namespaced_custom_object(
@@ -260,7 +274,7 @@ def test_create_get_list_update_delete(
     assert int(updated["metadata"]["resourceVersion"]) > int(fetched["metadata"]["resourceVersion"])
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "crud")
     with pytest.raises(ApiException) as error:
-        get_run(cluster, namespace, "crud")
+        get_gizmo(cluster, namespace, "crud")
     assert error.value.status == 404
 
 
@@ -282,24 +296,24 @@ def test_missing_object_is_404_not_found(cluster: Any, namespace: str) -> None:
 
 
 def test_stale_resource_version_is_409_conflict_for_put_and_patch(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    created = make_run(cluster, namespace, run_body("cas"))
+    created = make_gizmo(cluster, namespace, gizmo_body("cas"))
     stale = created["metadata"]["resourceVersion"]
     cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "cas", {"spec": {"parallelism": 2}}
     )
     created["spec"]["parallelism"] = 3
-    status, error, _ = cluster.request("PUT", runs_path(namespace, "cas"), created)
+    status, error, _ = cluster.request("PUT", gizmos_path(namespace, "cas"), created)
     assert status == 409
     assert_status(error, 409, "Conflict")
     patch = {"metadata": {"resourceVersion": stale}, "spec": {"parallelism": 5}}
     status, error, _ = cluster.request(
-        "PATCH", runs_path(namespace, "cas"), patch, content_type=MERGE
+        "PATCH", gizmos_path(namespace, "cas"), patch, content_type=MERGE
     )
     assert status == 409
     assert_status(error, 409, "Conflict")
-    assert get_run(cluster, namespace, "cas")["spec"]["parallelism"] == 2
+    assert get_gizmo(cluster, namespace, "cas")["spec"]["parallelism"] == 2
 
 
 def test_create_in_missing_namespace_is_404(cluster: Any, unique: Callable[[str], str]) -> None:
@@ -331,14 +345,14 @@ def test_deletecollection_by_label(
 
 
 def test_merge_patch_null_deletes_and_lists_replace(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    body = run_body("merge", env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    body = gizmo_body("merge", env=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
     body["metadata"]["labels"] = {"keep": "1", "drop": "1"}
-    make_run(cluster, namespace, body)
+    make_gizmo(cluster, namespace, body)
     patch = {"metadata": {"labels": {"drop": None}}, "spec": {"env": [{"name": "C", "value": "3"}]}}
     status, patched, _ = cluster.request(
-        "PATCH", runs_path(namespace, "merge"), patch, content_type=MERGE
+        "PATCH", gizmos_path(namespace, "merge"), patch, content_type=MERGE
     )
     assert status == 200
     assert patched["metadata"]["labels"] == {"keep": "1"}
@@ -346,9 +360,9 @@ def test_merge_patch_null_deletes_and_lists_replace(
 
 
 def test_json_patch_operations_and_failed_test_is_422(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    make_run(cluster, namespace, run_body("jp", env=[{"name": "A", "value": "1"}]))
+    make_gizmo(cluster, namespace, gizmo_body("jp", env=[{"name": "A", "value": "1"}]))
     operations = [
         {"op": "test", "path": "/spec/parallelism", "value": 4},
         {"op": "replace", "path": "/spec/parallelism", "value": 6},
@@ -357,7 +371,7 @@ def test_json_patch_operations_and_failed_test_is_422(
         {"op": "add", "path": "/metadata/annotations", "value": {"x/y": "z"}},
     ]
     status, patched, _ = cluster.request(
-        "PATCH", runs_path(namespace, "jp"), operations, content_type=JSON_PATCH
+        "PATCH", gizmos_path(namespace, "jp"), operations, content_type=JSON_PATCH
     )
     assert status == 200, patched
     assert patched["spec"]["parallelism"] == 6
@@ -368,12 +382,12 @@ def test_json_patch_operations_and_failed_test_is_422(
         {"op": "replace", "path": "/spec/parallelism", "value": 1},
     ]
     status, error, _ = cluster.request(
-        "PATCH", runs_path(namespace, "jp"), failing, content_type=JSON_PATCH
+        "PATCH", gizmos_path(namespace, "jp"), failing, content_type=JSON_PATCH
     )
     assert status == 422
     assert error["kind"] == "Status"
     assert error["code"] == 422
-    assert get_run(cluster, namespace, "jp")["spec"]["parallelism"] == 6
+    assert get_gizmo(cluster, namespace, "jp")["spec"]["parallelism"] == 6
 
 
 def test_strategic_merge_patch_merges_containers_by_name(cluster: Any, namespace: str) -> None:
@@ -415,19 +429,19 @@ def test_strategic_merge_patch_on_job_labels_and_env(cluster: Any, namespace: st
 
 
 def test_unknown_patch_content_type_is_415(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    make_run(cluster, namespace, run_body("ct"))
+    make_gizmo(cluster, namespace, gizmo_body("ct"))
     status, _, _ = cluster.request(
-        "PATCH", runs_path(namespace, "ct"), "{}", content_type="text/plain"
+        "PATCH", gizmos_path(namespace, "ct"), "{}", content_type="text/plain"
     )
     assert status == 415
 
 
 def test_noop_write_keeps_resource_version_and_emits_no_event(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    created = make_run(cluster, namespace, run_body("noop"))
+    created = make_gizmo(cluster, namespace, gizmo_body("noop"))
     rv = created["metadata"]["resourceVersion"]
     same = cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "noop", {"spec": {"parallelism": 4}}
@@ -438,7 +452,7 @@ def test_noop_write_keeps_resource_version_and_emits_no_event(
         GROUP, VERSION, namespace, PLURAL, "noop", {"spec": {"parallelism": 5}}
     )
     events = cluster.watch(
-        runs_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "1")], stop_after=1
+        gizmos_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "1")], stop_after=1
     )
     assert [e["type"] for e in events] == ["MODIFIED"]
     assert events[0]["object"]["spec"]["parallelism"] == 5
@@ -448,11 +462,11 @@ def test_noop_write_keeps_resource_version_and_emits_no_event(
 
 
 def test_status_subresource_separates_spec_and_status(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    body = run_body("split")
+    body = gizmo_body("split")
     body["status"] = {"phase": "Succeeded"}
-    created = make_run(cluster, namespace, body)
+    created = make_gizmo(cluster, namespace, body)
     assert "status" not in created or created["status"].get("phase") != "Succeeded"
     main = cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "split", {"status": {"phase": "Failed"}}
@@ -512,7 +526,8 @@ def test_label_selectors(cluster: Any, namespace: str, selector: str, expected: 
             namespace, {"metadata": {"name": name, "labels": value}}
         )
     found = cluster.core.list_namespaced_config_map(namespace, label_selector=selector)
-    assert sorted(i.metadata.name for i in found.items) == expected
+    # Only the test's own: every namespace also holds a `kube-root-ca.crt` ConfigMap, unlabelled.
+    assert sorted(i.metadata.name for i in found.items if i.metadata.name in labels) == expected
 
 
 def test_malformed_label_selector_is_400(cluster: Any, namespace: str) -> None:
@@ -556,6 +571,26 @@ def test_unsupported_field_selector_is_400(cluster: Any, namespace: str) -> None
     assert error["kind"] == "Status"
 
 
+def test_list_items_of_built_in_kinds_carry_no_type_but_custom_resources_do(
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
+) -> None:
+    cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": "typed"}})
+    make_gizmo(cluster, namespace, gizmo_body("typed"))
+    _, config_maps, _ = cluster.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")
+    assert (config_maps["apiVersion"], config_maps["kind"]) == ("v1", "ConfigMapList")
+    assert config_maps["items"]
+    assert not [i for i in config_maps["items"] if "kind" in i or "apiVersion" in i]
+    _, gizmos, _ = cluster.request("GET", gizmos_path(namespace))
+    assert [(i["apiVersion"], i["kind"]) for i in gizmos["items"]] == [(f"{GROUP}/{VERSION}", KIND)]
+    # A single object and a watched one do carry their type.
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, one, _ = cluster.request("GET", f"{path}/typed")
+    assert (one["apiVersion"], one["kind"]) == ("v1", "ConfigMap")
+    query = [("fieldSelector", "metadata.name=typed"), ("timeoutSeconds", "1")]
+    (watched,) = cluster.watch(path, query, stop_after=1)
+    assert (watched["object"]["apiVersion"], watched["object"]["kind"]) == ("v1", "ConfigMap")
+
+
 def test_list_limit_and_continue(cluster: Any, namespace: str) -> None:
     for index in range(5):
         cluster.core.create_namespaced_config_map(namespace, {"metadata": {"name": f"c{index}"}})
@@ -575,17 +610,17 @@ def test_list_limit_and_continue(cluster: Any, namespace: str) -> None:
 
 
 def test_watch_from_list_version_sees_added_modified_deleted(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
     listed = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     rv = listed["metadata"]["resourceVersion"]
-    make_run(cluster, namespace, run_body("w"))
+    make_gizmo(cluster, namespace, gizmo_body("w"))
     cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "w", {"spec": {"parallelism": 2}}
     )
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "w")
     events = cluster.watch(
-        runs_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "2")], stop_after=3
+        gizmos_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "2")], stop_after=3
     )
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
@@ -594,10 +629,10 @@ def test_watch_from_list_version_sees_added_modified_deleted(
 
 
 def test_watch_without_version_starts_with_current_objects(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    make_run(cluster, namespace, run_body("existing"))
-    events = cluster.watch(runs_path(namespace), [("timeoutSeconds", "1")], stop_after=1)
+    make_gizmo(cluster, namespace, gizmo_body("existing"))
+    events = cluster.watch(gizmos_path(namespace), [("timeoutSeconds", "1")], stop_after=1)
     assert events[0]["type"] == "ADDED"
     assert events[0]["object"]["metadata"]["name"] == "existing"
 
@@ -635,13 +670,13 @@ def test_watch_streams_live_changes_with_selector(cluster: Any, namespace: str) 
 
 
 def test_watch_resumes_from_resource_version(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    first = make_run(cluster, namespace, run_body("r1"))
-    make_run(cluster, namespace, run_body("r2"))
-    make_run(cluster, namespace, run_body("r3"))
+    first = make_gizmo(cluster, namespace, gizmo_body("r1"))
+    make_gizmo(cluster, namespace, gizmo_body("r2"))
+    make_gizmo(cluster, namespace, gizmo_body("r3"))
     events = cluster.watch(
-        runs_path(namespace),
+        gizmos_path(namespace),
         [("resourceVersion", first["metadata"]["resourceVersion"]), ("timeoutSeconds", "1")],
         stop_after=2,
     )
@@ -676,7 +711,7 @@ def test_watch_bookmarks_and_timeout(cluster: Any, namespace: str) -> None:
 
 
 def test_cluster_wide_watch_and_list_span_namespaces(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, unique: Callable[[str], str]
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, unique: Callable[[str], str]
 ) -> None:
     other = unique("xtest-other")
     cluster.core.create_namespace({"metadata": {"name": other}})
@@ -684,13 +719,13 @@ def test_cluster_wide_watch_and_list_span_namespaces(
         rv = cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["metadata"][
             "resourceVersion"
         ]
-        make_run(cluster, namespace, run_body("here"))
-        make_run(cluster, other, run_body("there"))
+        make_gizmo(cluster, namespace, gizmo_body("here"))
+        make_gizmo(cluster, other, gizmo_body("there"))
         listed = cluster.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         names = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in listed["items"]}
         assert {(namespace, "here"), (other, "there")} <= names
         events = cluster.watch(
-            f"{RUNS}/{PLURAL}", [("resourceVersion", rv), ("timeoutSeconds", "1")], stop_after=2
+            f"{GIZMOS}/{PLURAL}", [("resourceVersion", rv), ("timeoutSeconds", "1")], stop_after=2
         )
         seen = {
             (e["object"]["metadata"]["namespace"], e["object"]["metadata"]["name"]) for e in events
@@ -704,22 +739,22 @@ def test_cluster_wide_watch_and_list_span_namespaces(
 
 
 def test_finalizers_hold_deletion_until_removed(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, eventually: Callable[..., Any]
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, eventually: Callable[..., Any]
 ) -> None:
-    body = run_body("fin")
-    body["metadata"]["finalizers"] = ["extraction.dev/test"]
-    make_run(cluster, namespace, body)
+    body = gizmo_body("fin")
+    body["metadata"]["finalizers"] = ["conformance.extraction.dev/test"]
+    make_gizmo(cluster, namespace, body)
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fin")
-    held = get_run(cluster, namespace, "fin")
+    held = get_gizmo(cluster, namespace, "fin")
     assert held["metadata"]["deletionTimestamp"]
-    assert held["metadata"]["finalizers"] == ["extraction.dev/test"]
+    assert held["metadata"]["finalizers"] == ["conformance.extraction.dev/test"]
     cluster.custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "fin", {"metadata": {"finalizers": None}}
     )
 
     def gone() -> bool:
         try:
-            get_run(cluster, namespace, "fin")
+            get_gizmo(cluster, namespace, "fin")
         except ApiException as error:
             return bool(error.status == 404)
         return False
@@ -741,13 +776,13 @@ def _owner_ref(owner: dict[str, Any], controller: bool = True) -> dict[str, Any]
     }
 
 
-def test_deleting_a_run_deletes_its_jobs_and_their_pods(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, eventually: Callable[..., Any]
+def test_deleting_an_owner_deletes_its_jobs_and_their_pods(
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, eventually: Callable[..., Any]
 ) -> None:
-    run = make_run(cluster, namespace, run_body("owner"))
+    owner = make_gizmo(cluster, namespace, gizmo_body("owner"))
     job = cluster.api.sanitize_for_serialization(
         cluster.batch.create_namespaced_job(
-            namespace, job_body("owner-a-1", ownerReferences=[_owner_ref(run)])
+            namespace, job_body("owner-a-1", ownerReferences=[_owner_ref(owner)])
         )
     )
     job["apiVersion"], job["kind"] = "batch/v1", "Job"
@@ -765,15 +800,15 @@ def test_deleting_a_run_deletes_its_jobs_and_their_pods(
         ]
         return not jobs and not pods
 
-    eventually(all_gone, timeout=60)
+    eventually(all_gone, timeout=GC_TIMEOUT)
 
 
 def test_orphan_propagation_keeps_dependents_without_owner(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, eventually: Callable[..., Any]
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, eventually: Callable[..., Any]
 ) -> None:
-    run = make_run(cluster, namespace, run_body("orphaner"))
+    owner = make_gizmo(cluster, namespace, gizmo_body("orphaner"))
     cluster.core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "dependent", "ownerReferences": [_owner_ref(run)]}}
+        namespace, {"metadata": {"name": "dependent", "ownerReferences": [_owner_ref(owner)]}}
     )
     cluster.custom.delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "orphaner", propagation_policy="Orphan"
@@ -783,14 +818,14 @@ def test_orphan_propagation_keeps_dependents_without_owner(
         config_map = cluster.core.read_namespaced_config_map("dependent", namespace)
         return not config_map.metadata.owner_references
 
-    eventually(orphaned)
+    eventually(orphaned, timeout=GC_TIMEOUT)
 
 
 def test_other_living_owner_keeps_dependent(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, eventually: Callable[..., Any]
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, eventually: Callable[..., Any]
 ) -> None:
-    first = make_run(cluster, namespace, run_body("owner-1"))
-    second = make_run(cluster, namespace, run_body("owner-2"))
+    first = make_gizmo(cluster, namespace, gizmo_body("owner-1"))
+    second = make_gizmo(cluster, namespace, gizmo_body("owner-2"))
     owners = [_owner_ref(first, controller=False), _owner_ref(second, controller=False)]
     cluster.core.create_namespaced_config_map(
         namespace, {"metadata": {"name": "shared", "ownerReferences": owners}}
@@ -803,15 +838,13 @@ def test_other_living_owner_keeps_dependent(
         ).metadata.owner_references
         return [r.name for r in refs or []] == ["owner-2"]
 
-    eventually(one_owner_left)
+    eventually(one_owner_left, timeout=GC_TIMEOUT)
 
 
 # ------------------------------------------------------------------------------------ events
 
 
-def test_core_and_events_k8s_io_events_are_accepted_and_listable(
-    cluster: Any, namespace: str
-) -> None:
+def test_core_and_events_k8s_io_events_are_one_resource(cluster: Any, namespace: str) -> None:
     involved = {"kind": "ConfigMap", "name": "thing", "namespace": namespace, "apiVersion": "v1"}
     cluster.core.create_namespaced_event(
         namespace,
@@ -827,11 +860,13 @@ def test_core_and_events_k8s_io_events_are_accepted_and_listable(
     cluster.core.patch_namespaced_event("core-event", namespace, {"count": 2})
     core = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=thing")
     assert [(e.metadata.name, e.count) for e in core.items] == [("core-event", 2)]
+    # The client re-encodes `eventTime` with `datetime.isoformat()`, which drops a zero fraction,
+    # and a MicroTime needs six digits: so a time with microseconds.
     cluster.events.create_namespaced_event(
         namespace,
         {
             "metadata": {"name": "new-event"},
-            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "eventTime": "2026-01-01T00:00:00.123456Z",
             "reportingController": "extraction.dev/tests",
             "reportingInstance": "tests",
             "action": "Test",
@@ -841,8 +876,23 @@ def test_core_and_events_k8s_io_events_are_accepted_and_listable(
             "type": "Normal",
         },
     )
-    listed = cluster.events.list_namespaced_event(namespace)
-    assert "new-event" in [e.metadata.name for e in listed.items]
+    # Each Event is listed by both APIs, converted (raw: the client cannot parse a core Event
+    # through events.k8s.io, which has no eventTime).
+    path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    status, new, _ = cluster.request("GET", path, query=[("fieldSelector", "regarding.name=thing")])
+    assert status == 200
+    as_new = {e["metadata"]["name"]: e for e in new["items"]}
+    assert new["apiVersion"] == "events.k8s.io/v1"
+    assert sorted(as_new) == ["core-event", "new-event"]
+    assert as_new["core-event"]["regarding"]["name"] == "thing"
+    assert as_new["core-event"]["note"] == "core v1 event"
+    assert as_new["core-event"]["deprecatedCount"] == 2
+    _, old, _ = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events")
+    as_old = {e["metadata"]["name"]: e for e in old["items"]}
+    assert as_old["new-event"]["involvedObject"]["name"] == "thing"
+    assert as_old["new-event"]["message"] == "events.k8s.io event"
+    assert as_old["new-event"]["reportingComponent"] == "extraction.dev/tests"
+    assert as_old["new-event"]["eventTime"] == "2026-01-01T00:00:00.123456Z"
 
 
 # ------------------------------------------------------------------------------------ misc kinds
@@ -879,6 +929,53 @@ def test_deleting_a_namespace_removes_its_objects(
     eventually(gone, timeout=60)
 
 
+ROOT_CA = "kube-root-ca.crt"
+
+
+def _root_ca(cluster: Any, namespace: str) -> Any:
+    try:
+        return cluster.core.read_namespaced_config_map(ROOT_CA, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        return None
+
+
+@pytest.mark.parametrize("which", ["new", "default"])
+def test_every_namespace_gets_the_root_ca_config_map(
+    cluster: Any, namespace: str, eventually: Callable[..., Any], which: str
+) -> None:
+    # Published by kube-controller-manager's root-ca-cert-publisher, for namespaces created
+    # later and for those there from the start.
+    published = eventually(lambda: _root_ca(cluster, namespace if which == "new" else "default"))
+    assert list(published.data) == ["ca.crt"]
+    certificate = x509.load_pem_x509_certificate(published.data["ca.crt"].encode())
+    constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca is True
+    assert published.metadata.annotations["kubernetes.io/description"].startswith(
+        "Contains a CA bundle that can be used to verify the kube-apiserver"
+    )
+
+
+def test_root_ca_config_map_is_restored_when_deleted_or_changed(
+    cluster: Any, namespace: str, eventually: Callable[..., Any]
+) -> None:
+    original = eventually(lambda: _root_ca(cluster, namespace))
+    cluster.core.delete_namespaced_config_map(ROOT_CA, namespace)
+    uid = original.metadata.uid
+    again = eventually(lambda: (cm := _root_ca(cluster, namespace)) and cm.metadata.uid != uid)
+    assert again
+    tampered = {"metadata": {"labels": {"mine": "kept"}}, "data": {"ca.crt": "x", "extra": "y"}}
+    cluster.core.patch_namespaced_config_map(ROOT_CA, namespace, tampered)
+
+    def repaired() -> Any:
+        current = _root_ca(cluster, namespace)
+        return current if current is not None and current.data == original.data else None
+
+    restored = eventually(repaired)
+    assert restored.metadata.labels == {"mine": "kept"}
+
+
 def test_invalid_names_and_label_values_are_422(cluster: Any, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     status, error, _ = cluster.request("POST", path, {"metadata": {"name": "right[3]"}})
@@ -888,6 +985,22 @@ def test_invalid_names_and_label_values_are_422(cluster: Any, namespace: str) ->
     status, error, _ = cluster.request("POST", path, bad_label)
     assert status == 422
     assert "metadata.labels" in error["message"]
+    # Go's own messages, and several problems in brackets; a core kind has no group.
+    both = {"metadata": {"name": "Bad_", "labels": {"a": "b c"}}}
+    status, error, _ = cluster.request("POST", path, both)
+    assert status == 422
+    assert error["message"] == (
+        'ConfigMap "Bad_" is invalid: [metadata.name: Invalid value: "Bad_": a lowercase RFC 1123 '
+        "subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+        "and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'), metadata.labels: "
+        'Invalid value: "b c": a valid label must be an empty string or consist of alphanumeric '
+        "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+        "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')]"
+    )
+    assert sorted(error["details"]) == ["causes", "kind", "name"]
+    assert [c["field"] for c in error["details"]["causes"]] == ["metadata.name", "metadata.labels"]
 
 
 # ------------------------------------------------------------------------------------ pods
@@ -969,10 +1082,12 @@ def test_fault_hang_with_duration_and_delay(cluster: Any, namespace: str) -> Non
 
 def test_fault_drops_open_watch_streams(cluster: Any, namespace: str) -> None:
     server = cluster.server
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    rv = cluster.core.list_namespaced_config_map(namespace).metadata.resource_version
     result: list[list[dict[str, Any]]] = []
     thread = threading.Thread(
         target=lambda: result.append(
-            cluster.watch(f"/api/v1/namespaces/{namespace}/configmaps", [("timeoutSeconds", "30")])
+            cluster.watch(path, [("resourceVersion", rv), ("timeoutSeconds", "30")])
         )
     )
     thread.start()
@@ -1061,9 +1176,13 @@ def test_crd_lifecycle_serves_then_removes_a_cluster_scoped_resource(
         assert "widgets/status" not in {r["name"] for r in listing["resources"]}
 
         def created() -> Any:
-            status, body, _ = cluster.request(
-                "POST", f"/apis/{group}/v1/widgets", {"metadata": {"name": "w1"}, "spec": {}}
-            )
+            widget = {
+                "apiVersion": f"{group}/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w1"},
+                "spec": {},
+            }
+            status, body, _ = cluster.request("POST", f"/apis/{group}/v1/widgets", widget)
             return body if status == 201 else None
 
         widget = eventually(created)
@@ -1086,41 +1205,41 @@ def test_crd_lifecycle_serves_then_removes_a_cluster_scoped_resource(
 
 
 def test_strict_field_validation_rejects_unknown_fields(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    body = run_body("strict")
+    body = gizmo_body("strict")
     body["spec"]["typo"] = 1
     status, error, _ = cluster.request(
-        "POST", runs_path(namespace), body, query=[("fieldValidation", "Strict")]
+        "POST", gizmos_path(namespace), body, query=[("fieldValidation", "Strict")]
     )
     assert status == 400
     assert 'unknown field "spec.typo"' in error["message"]
 
 
 def test_foreground_deletion_removes_dependents_first(
-    cluster: Any, crd: Any, namespace: str, run_body: Body, eventually: Callable[..., Any]
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body, eventually: Callable[..., Any]
 ) -> None:
-    run = make_run(cluster, namespace, run_body("fg"))
+    owner = make_gizmo(cluster, namespace, gizmo_body("fg"))
     cluster.core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "fg-child", "ownerReferences": [_owner_ref(run)]}}
+        namespace, {"metadata": {"name": "fg-child", "ownerReferences": [_owner_ref(owner)]}}
     )
-    rv = run["metadata"]["resourceVersion"]
+    rv = owner["metadata"]["resourceVersion"]
     cluster.custom.delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "fg", propagation_policy="Foreground"
     )
 
     def owner_gone() -> bool:
         try:
-            get_run(cluster, namespace, "fg")
+            get_gizmo(cluster, namespace, "fg")
         except ApiException as error:
             return bool(error.status == 404)
         return False
 
-    eventually(owner_gone, timeout=30)
+    eventually(owner_gone, timeout=GC_TIMEOUT)
     with pytest.raises(ApiException):
         cluster.core.read_namespaced_config_map("fg-child", namespace)
     events = cluster.watch(
-        runs_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "1")], timeout=10
+        gizmos_path(namespace), [("resourceVersion", rv), ("timeoutSeconds", "1")], timeout=10
     )
     held = [e for e in events if e["type"] == "MODIFIED"]
     assert held
@@ -1129,13 +1248,13 @@ def test_foreground_deletion_removes_dependents_first(
 
 
 def test_watch_table_output_for_kubectl_get_watch(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
-    make_run(cluster, namespace, run_body("tw1"))
-    make_run(cluster, namespace, run_body("tw2"))
+    make_gizmo(cluster, namespace, gizmo_body("tw1"))
+    make_gizmo(cluster, namespace, gizmo_body("tw2"))
     response = cluster._call(
         "GET",
-        runs_path(namespace),
+        gizmos_path(namespace),
         [("watch", "true"), ("timeoutSeconds", "1")],
         {"Accept": TABLE},
         None,
@@ -1173,25 +1292,25 @@ def _needs_cel(cluster: Any) -> None:
 
 
 def test_cel_rule_rejects_dependency_on_a_missing_stage(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
     _needs_cel(cluster)
-    body = run_body("cel")
+    body = gizmo_body("cel")
     body["spec"]["stages"].append({"name": "b", "dependsOn": ["nope"]})
-    status, error, _ = cluster.request("POST", runs_path(namespace), body)
+    status, error, _ = cluster.request("POST", gizmos_path(namespace), body)
     assert status == 422
     assert "spec.stages" in error["message"]
     assert "every stages[].dependsOn entry must be the name of a stage" in error["message"]
 
 
 def test_cel_transition_rule_keeps_stages_immutable(
-    cluster: Any, crd: Any, namespace: str, run_body: Body
+    cluster: Any, crd: Any, namespace: str, gizmo_body: Body
 ) -> None:
     _needs_cel(cluster)
-    make_run(cluster, namespace, run_body("frozen"))
+    make_gizmo(cluster, namespace, gizmo_body("frozen"))
     patch = {"spec": {"stages": [{"name": "other", "command": ["true"]}]}}
     status, error, _ = cluster.request(
-        "PATCH", runs_path(namespace, "frozen"), patch, content_type=MERGE
+        "PATCH", gizmos_path(namespace, "frozen"), patch, content_type=MERGE
     )
     assert status == 422
     assert "spec.stages is immutable" in error["message"]

@@ -1,4 +1,4 @@
-"""Real kopf against the emulator: it must see create, update and delete and land status patches.
+"""Real kopf against each backend: it must see create, update and delete and land status patches.
 
 kopf exercises discovery, CRD-based resources, list+watch with bookmarks, merge patches of the
 main resource and the status subresource, finalizers (for the delete handler) and events.
@@ -14,7 +14,7 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes.client.exceptions import ApiException
 
-GROUP, VERSION, PLURAL = "extraction.dev", "v1alpha1", "extractionruns"
+GROUP, VERSION, PLURAL = "conformance.extraction.dev", "v1", "gizmos"
 OPERATOR = Path(__file__).with_name("localcluster_kopf_operator.py")
 
 
@@ -22,7 +22,7 @@ def test_kopf_handlers_see_create_update_delete(
     cluster: Any,
     crd: Any,
     namespace: str,
-    run_body: Callable[..., dict[str, Any]],
+    gizmo_body: Callable[..., dict[str, Any]],
     eventually: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -30,17 +30,17 @@ def test_kopf_handlers_see_create_update_delete(
     api = cluster.custom
     args = ["run", "--standalone", "--namespace", namespace, "--verbose", str(OPERATOR)]
     with KopfRunner(args, timeout=30) as runner:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, run_body("kopf"))
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, gizmo_body("kopf"))
 
         def status() -> dict[str, Any]:
-            run = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "kopf")
-            result: dict[str, Any] = run.get("status") or {}
+            gizmo = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "kopf")
+            result: dict[str, Any] = gizmo.get("status") or {}
             return result
 
         eventually(lambda: status().get("message") == "created by kopf", timeout=20)
         assert status()["phase"] == "Running"
-        run = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "kopf")
-        assert run["metadata"]["finalizers"]  # kopf guards its delete handler with a finalizer
+        gizmo = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "kopf")
+        assert gizmo["metadata"]["finalizers"]  # kopf guards its delete handler with a finalizer
 
         def posted_event() -> bool:
             events = cluster.core.list_namespaced_event(

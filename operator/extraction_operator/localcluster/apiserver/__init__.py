@@ -22,8 +22,18 @@ Public interface:
 
     with ApiServerThread() as server: ... # the same, on a loop in a daemon thread
 
+Like a real cluster it has the system namespaces, a `kube-root-ca.crt` ConfigMap in every
+namespace (`rootca`), one Event resource served as core/v1 and events.k8s.io/v1 (`eventsv1`), and
+it reads requests as the API server's Go decoders do (`query`, `timestamps`, `gotime`): a
+non-integer `timeoutSeconds`, an Event `eventTime` without microseconds or a custom resource
+without `kind` fail with the same status and message.
+
 Differences from a real API server, knowingly:
-- core `events` and `events.k8s.io` events are stored separately;
+- no controllers beyond what the store does itself (garbage collection, namespace deletion, the
+  root CA ConfigMap): no `default` ServiceAccount, no Job controller (the local cluster's job
+  runner plays it), no node lifecycle;
+- no `managedFields`; Event validation covers the reporting fields, `eventTime` and `type`, not
+  every rule;
 - lists always serve the latest state (no `resourceVersion`/`continue` snapshots);
 - CEL validation rules run only when cel-python is installed (see `cel`);
 - strategic merge patch is the subset documented in `patches`;

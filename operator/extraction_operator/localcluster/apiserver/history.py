@@ -28,17 +28,27 @@ class Stored:
     encoding is cached.
     """
 
-    __slots__ = ("_raw", "obj")
+    __slots__ = ("_item_raw", "_raw", "obj")
 
     def __init__(self, obj: JSON) -> None:
         self.obj = obj
         self._raw: bytes | None = None
+        self._item_raw: bytes | None = None
 
     @property
     def raw(self) -> bytes:
         if self._raw is None:
             self._raw = json.dumps(self.obj, separators=(",", ":")).encode()
         return self._raw
+
+    @property
+    def item_raw(self) -> bytes:
+        """The encoding as an item of a built-in kind's list: without `apiVersion` and `kind`,
+        which a real API server leaves to the list (a custom resource's items keep theirs)."""
+        if self._item_raw is None:
+            typeless = {k: v for k, v in self.obj.items() if k not in ("apiVersion", "kind")}
+            self._item_raw = json.dumps(typeless, separators=(",", ":")).encode()
+        return self._item_raw
 
     @property
     def rv(self) -> int:

@@ -21,6 +21,28 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
+# Go's messages (k8s.io/apimachinery/pkg/util/validation), regex and examples included.
+SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+    "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+LABEL_VALUE_MESSAGE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+    "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',"
+    "  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+QUALIFIED_NAME_MESSAGE = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+    "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+    "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+
 
 def now() -> str:
     """A timestamp in the API server's format (RFC 3339, seconds, UTC)."""
@@ -38,35 +60,38 @@ def generate_name(prefix: str) -> str:
 
 
 def name_problem(name: str, *, dns_label: bool) -> str | None:
-    """Why `name` cannot name an object, or None when it can."""
-    if dns_label:
-        if len(name) > 63 or not _DNS_LABEL.match(name):
-            return (
-                f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
-                "alphanumeric characters or '-', start and end with an alphanumeric character, "
-                "and be at most 63 characters"
-            )
-        return None
-    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        return (
-            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-            "character (at most 253 characters)"
-        )
+    """Why `name` cannot name an object, or None when it can (Go's first message)."""
+    limit, pattern, message = (
+        (63, _DNS_LABEL, LABEL_MESSAGE) if dns_label else (253, _DNS_SUBDOMAIN, SUBDOMAIN_MESSAGE)
+    )
+    if len(name) > limit:
+        return f'Invalid value: "{name}": must be no more than {limit} characters'
+    if not pattern.match(name):
+        return f'Invalid value: "{name}": {message}'
     return None
 
 
-def _label_key_problem(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return f'Invalid value: "{key}": prefix part must be a lowercase RFC 1123 subdomain'
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        return (
-            f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
-            "'-', '_' or '.', must start and end with an alphanumeric character, "
-            "and be at most 63 characters"
-        )
-    return None
+def qualified_name_problems(value: str) -> list[str]:
+    """Go's `IsQualifiedName`: an optional DNS subdomain prefix and "/", then a name part."""
+    prefix, slash, name = value.rpartition("/")
+    problems = []
+    if slash and not prefix:
+        problems.append("prefix part must be non-empty")
+    elif slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        problems.append(f"prefix part {SUBDOMAIN_MESSAGE}")
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    if not _LABEL_NAME.match(name):
+        problems.append(QUALIFIED_NAME_MESSAGE)
+    return problems
+
+
+def _key_problems(key: str, lower: bool = False) -> list[str]:
+    """A label key (annotation keys are checked lowercased, as Go does)."""
+    problems = qualified_name_problems(key.lower() if lower else key)
+    return [f'Invalid value: "{key}": {problem}' for problem in problems]
 
 
 def metadata_problems(metadata: Any) -> list[tuple[str, str]]:
@@ -80,18 +105,19 @@ def metadata_problems(metadata: Any) -> list[tuple[str, str]]:
             problems.append(("metadata.labels", "Invalid value: must be a map of strings"))
         else:
             for key, value in labels.items():
-                if (problem := _label_key_problem(str(key))) is not None:
-                    problems.append(("metadata.labels", problem))
+                problems += [("metadata.labels", problem) for problem in _key_problems(str(key))]
                 if not isinstance(value, str):
                     problems.append((f"metadata.labels[{key}]", "Invalid value: must be a string"))
-                elif len(value) > 63 or not _LABEL_VALUE.match(value):
+                elif len(value) > 63:
                     problems.append(
                         (
                             "metadata.labels",
-                            f'Invalid value: "{value}": a valid label must be an empty string or '
-                            "consist of alphanumeric characters, '-', '_' or '.', and must start "
-                            "and end with an alphanumeric character (at most 63 characters)",
+                            f'Invalid value: "{value}": must be no more than 63 characters',
                         )
+                    )
+                elif not _LABEL_VALUE.match(value):
+                    problems.append(
+                        ("metadata.labels", f'Invalid value: "{value}": {LABEL_VALUE_MESSAGE}')
                     )
     annotations = metadata.get("annotations")
     if annotations is not None:
@@ -99,8 +125,10 @@ def metadata_problems(metadata: Any) -> list[tuple[str, str]]:
             problems.append(("metadata.annotations", "Invalid value: must be a map of strings"))
         else:
             for key, value in annotations.items():
-                if (problem := _label_key_problem(str(key))) is not None:
-                    problems.append(("metadata.annotations", problem))
+                problems += [
+                    ("metadata.annotations", problem)
+                    for problem in _key_problems(str(key), lower=True)
+                ]
                 if not isinstance(value, str):
                     problems.append(
                         (f"metadata.annotations[{key}]", "Invalid value: must be a string")

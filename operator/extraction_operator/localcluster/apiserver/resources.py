@@ -58,6 +58,9 @@ class ResourceType:
     field_selectors: tuple[str, ...] = ()
     any_field_selector: bool = False
     custom: bool = False
+    storage_group: str | None = None  # another group whose objects these are (events.k8s.io)
+    # A delete that removes the object answers with the object (else with a `Status` Success).
+    returns_deleted_object: bool = False
 
     @property
     def api_version(self) -> str:
@@ -73,8 +76,10 @@ class ResourceType:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Storage identity: one store per group and plural, whatever the version."""
-        return (self.group, self.plural)
+        """Storage identity: one store per group and plural, whatever the version (events.k8s.io
+        Events are core Events, served through another group)."""
+        group = self.group if self.storage_group is None else self.storage_group
+        return (group, self.plural)
 
 
 def _builtin(
@@ -90,6 +95,8 @@ def _builtin(
     has_generation: bool = True,
     field_selectors: tuple[str, ...] = (),
     any_field_selector: bool = False,
+    storage_group: str | None = None,
+    returns_deleted_object: bool = False,
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -104,6 +111,8 @@ def _builtin(
         has_generation=has_generation,
         field_selectors=field_selectors,
         any_field_selector=any_field_selector,
+        storage_group=storage_group,
+        returns_deleted_object=returns_deleted_object,
     )
 
 
@@ -118,6 +127,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         has_status=True,
         has_generation=False,
         field_selectors=("status.phase",),
+        returns_deleted_object=True,
     ),
     _builtin(
         "",
@@ -128,20 +138,21 @@ BUILTINS: tuple[ResourceType, ...] = (
         categories=("all",),
         has_status=True,
         field_selectors=("status.phase", "spec.nodeName", "spec.restartPolicy"),
+        returns_deleted_object=True,
     ),
     _builtin("", "v1", "events", "Event", short_names=("ev",), has_generation=False,
              any_field_selector=True),
     _builtin("", "v1", "configmaps", "ConfigMap", short_names=("cm",), has_generation=False),
     _builtin("", "v1", "secrets", "Secret", has_generation=False),
     _builtin("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",),
-             has_generation=False),
+             has_generation=False, returns_deleted_object=True),
     _builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",),
-             has_status=True, has_generation=False),
+             has_status=True, has_generation=False, returns_deleted_object=True),
     _builtin("batch", "v1", "jobs", "Job", categories=("all",), has_status=True,
              field_selectors=("status.successful",)),
     _builtin("coordination.k8s.io", "v1", "leases", "Lease", has_generation=False),
     _builtin("events.k8s.io", "v1", "events", "Event", short_names=("ev",), has_generation=False,
-             any_field_selector=True),
+             any_field_selector=True, storage_group=""),
     _builtin(
         "apiextensions.k8s.io",
         "v1",
@@ -151,6 +162,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         short_names=("crd", "crds"),
         categories=("api-extensions",),
         has_status=True,
+        returns_deleted_object=True,
     ),
 )  # fmt: skip
 

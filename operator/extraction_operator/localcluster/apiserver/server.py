@@ -25,6 +25,7 @@ from .errors import ApiError
 from .faults import FaultInjector, RequestInfo, RequestLog
 from .history import Stored
 from .kubeconfig import write_kubeconfig
+from .query import bool_param, check_list_options, int64_param
 from .resources import ResourceRegistry, ResourceType
 from .selectors import FieldSelector, LabelSelector
 from .store import Store
@@ -34,7 +35,6 @@ from .watches import WatchOptions, WatchStream
 JSON = dict[str, Any]
 
 _JSON_TYPE = "application/json"
-_TRUE = ("true", "1")
 
 
 def _dumps(value: Any) -> bytes:
@@ -150,7 +150,7 @@ class ApiServer:
         path = request.path
         parts = [p for p in path.split("/") if p]
         method = request.method
-        watch = request.query.get("watch", "").lower() in _TRUE
+        watch = bool_param(request.query, "watch")
         meta_paths = {
             (): "root",
             ("version",): "version",
@@ -302,6 +302,31 @@ class ApiServer:
                 f"the request body is not valid JSON or YAML: {error}"
             ) from None
 
+    async def _object_body(self, request: web.Request, resource: ResourceType) -> Any:
+        """A create or update body, typed the way the API server's decoder types it.
+
+        JSON that is not an object has no apiVersion or kind to read; a custom resource is
+        decoded as unstructured, so nothing defaults a missing `kind` or `apiVersion` (a built-in
+        gets both from the URL).
+        """
+        body = await self._body(request)
+        raw = await request.read()
+        if not raw:
+            cause = "couldn't get version/kind; json parse error: unexpected end of JSON input"
+            raise errors.unrecognized(resource.kind, raw, cause)
+        names = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}
+        if type(body) in names and not request.content_type.endswith("yaml"):
+            raise errors.not_an_object(resource.kind, raw, names[type(body)])
+        if resource.custom and isinstance(body, dict):
+            if not body.get("kind"):
+                raise errors.missing_kind(resource.kind, raw)
+            if not body.get("apiVersion"):
+                raise errors.bad_request(
+                    "the API version in the data () does not match the expected API version "
+                    f"({resource.api_version})"
+                )
+        return body
+
     async def _serve_resource(
         self, request: web.Request, info: RequestInfo, route: _Route
     ) -> web.StreamResponse:
@@ -335,7 +360,10 @@ class ApiServer:
             if route.name is not None:
                 raise errors.method_not_allowed(f"POST is not supported on {info.path}")
             stored = self.store.create(
-                resource, route.namespace, await self._body(request), strict=_strict(query)
+                resource,
+                route.namespace,
+                await self._object_body(request, resource),
+                strict=_strict(query),
             )
             return self._object_response(resource, stored, accept, query, status=201)
         if verb == "update":
@@ -344,7 +372,7 @@ class ApiServer:
                 resource,
                 route.namespace,
                 route.name,
-                await self._body(request),
+                await self._object_body(request, resource),
                 route.subresource,
                 strict=_strict(query),
             )
@@ -357,12 +385,24 @@ class ApiServer:
             options = self._delete_options(query, await self._body(request))
             stored = self.store.delete(resource, route.namespace, route.name, **options)
             # 200 even while finalizers or a grace period hold the object, as a real server does.
-            return self._object_response(resource, stored, accept, query)
+            if resource.returns_deleted_object or self._still_there(resource, stored):
+                return self._object_response(resource, stored, accept, query)
+            return _json_response(errors.deleted(resource.group, resource.plural, stored.obj))
         if verb == "deletecollection":
             return self._delete_collection(
                 request, resource, route.namespace, query, await self._body(request)
             )
         raise errors.method_not_allowed(f"{request.method} is not supported on {info.path}")
+
+    def _still_there(self, resource: ResourceType, deleted: Stored) -> bool:
+        """Whether a delete left the object in place (finalizers, a grace period): the same uid
+        is stored still, not a successor of the same name (a republished root CA ConfigMap)."""
+        meta = deleted.obj["metadata"]
+        try:
+            current = self.store.get(resource, meta.get("namespace"), meta["name"])
+        except ApiError:
+            return False
+        return bool(current.obj["metadata"].get("uid") == meta.get("uid"))
 
     def _pod_log(self, route: _Route, query: Any) -> web.Response:
         """`kubectl logs`: text from the log source the job runner attaches (`pod_logs`)."""
@@ -420,15 +460,24 @@ class ApiServer:
 
     @staticmethod
     def _delete_options(query: Any, body: Any) -> JSON:
+        """DeleteOptions from the body when there is one, else from the query, never both.
+
+        So it is on a real server: with a body (even `{}`), `?propagationPolicy=` and
+        `?gracePeriodSeconds=` are not read at all.
+        """
         options: JSON = {}
-        body = body if isinstance(body, dict) else {}
-        propagation = query.get("propagationPolicy") or body.get("propagationPolicy")
-        if propagation is None and (
-            body.get("orphanDependents") is True or query.get("orphanDependents") in _TRUE
-        ):
+        if body is not None:
+            source: Any = body if isinstance(body, dict) else {}
+            grace = source.get("gracePeriodSeconds")
+            orphan = source.get("orphanDependents") is True
+        else:
+            source = query
+            grace = int64_param(query, "gracePeriodSeconds")
+            orphan = "orphanDependents" in query and bool_param(query, "orphanDependents")
+        propagation = source.get("propagationPolicy")
+        if propagation is None and orphan:
             propagation = "Orphan"
         options["propagation"] = propagation
-        grace = query.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
         if grace is not None:
             try:
                 options["grace_period"] = int(grace)
@@ -436,7 +485,7 @@ class ApiServer:
                 raise errors.bad_request(
                     f"gracePeriodSeconds must be an integer, not {grace!r}"
                 ) from None
-        preconditions = body.get("preconditions")
+        preconditions = source.get("preconditions")
         if isinstance(preconditions, dict):
             options["preconditions"] = preconditions
         return options
@@ -472,6 +521,7 @@ class ApiServer:
     def _list(
         self, resource: ResourceType, namespace: str | None, query: Any, accept: str
     ) -> web.Response:
+        check_list_options(query)
         labels, fields = self._selectors(resource, query)
         items, rv = self.store.list(resource, namespace, labels, fields)
         list_rv = rv
@@ -484,19 +534,14 @@ class ApiServer:
                 if (s.obj["metadata"].get("namespace", ""), s.obj["metadata"]["name"]) > start
             ]
         meta: JSON = {"resourceVersion": str(list_rv)}
-        limit = query.get("limit")
-        if limit:
-            try:
-                count = int(limit)
-            except ValueError:
-                raise errors.bad_request(f"limit must be an integer, not {limit!r}") from None
-            if 0 < count < len(items):
-                last = items[count - 1].obj["metadata"]
-                meta["continue"] = self._encode_continue(
-                    (last.get("namespace", ""), last["name"]), list_rv
-                )
-                meta["remainingItemCount"] = len(items) - count
-                items = items[:count]
+        count = int64_param(query, "limit")
+        if count is not None and 0 < count < len(items):
+            last = items[count - 1].obj["metadata"]
+            meta["continue"] = self._encode_continue(
+                (last.get("namespace", ""), last["name"]), list_rv
+            )
+            meta["remainingItemCount"] = len(items) - count
+            items = items[:count]
         if wants_table(accept):
             table = render_table(
                 resource,
@@ -509,7 +554,8 @@ class ApiServer:
         head = _dumps(
             {"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta}
         )
-        body = head[:-1] + b',"items":[' + b",".join(s.raw for s in items) + b"]}"
+        encoded = (s.raw if resource.custom else s.item_raw for s in items)
+        body = head[:-1] + b',"items":[' + b",".join(encoded) + b"]}"
         return web.Response(body=body, content_type=_JSON_TYPE)
 
     @staticmethod
@@ -530,6 +576,7 @@ class ApiServer:
         self, request: web.Request, resource: ResourceType, namespace: str | None, query: Any,
         body: Any,
     ) -> web.Response:  # fmt: skip
+        check_list_options(query)
         labels, fields = self._selectors(resource, query)
         items, _ = self.store.list(resource, namespace, labels, fields)
         options = self._delete_options(query, body)
@@ -559,6 +606,7 @@ class ApiServer:
         query: Any,
         accept: str,
     ) -> web.StreamResponse:
+        check_list_options(query)
         labels, fields = self._selectors(resource, query)
         since_text = query.get("resourceVersion", "")
         try:
@@ -567,16 +615,13 @@ class ApiServer:
             raise errors.bad_request(
                 f'resourceVersion: Invalid value: "{since_text}": must be an integer'
             ) from None
-        timeout_text = query.get("timeoutSeconds")
-        try:
-            timeout = float(timeout_text) if timeout_text else self.max_watch_seconds
-        except ValueError:
-            raise errors.bad_request("timeoutSeconds must be a number") from None
+        # Whole seconds only (a 400 otherwise, above); 0 means the server's own limit.
+        timeout = int64_param(query, "timeoutSeconds") or self.max_watch_seconds
         options = WatchOptions(
             since=since,
             labels=labels,
             fields=fields,
-            bookmarks=query.get("allowWatchBookmarks", "").lower() in _TRUE,
+            bookmarks=bool_param(query, "allowWatchBookmarks"),
             timeout=timeout,
             table=wants_table(accept),
             include_object=query.get("includeObject", "Metadata"),

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import cel, errors, metadata, patches, schema
+from . import cel, errors, eventsv1, metadata, patches, rootca, schema, timestamps
 from .defaulting import apply_create_defaults, crd_problems, crd_status
 from .history import Event, History, Stored, Watcher
 from .resources import ResourceRegistry, ResourceType
@@ -38,6 +38,7 @@ TypeKey = tuple[str, str]  # (group, plural)
 
 CRD_KEY: TypeKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY: TypeKey = ("", "namespaces")
+CONFIGMAP_KEY: TypeKey = ("", "configmaps")
 POD_KEY: TypeKey = ("", "pods")
 JOB_KEY: TypeKey = ("batch", "jobs")
 
@@ -76,7 +77,8 @@ class Store:
     def _seed(self) -> None:
         namespaces = self.registry.lookup("", "v1", "namespaces")
         assert namespaces is not None
-        for name in ("default", "kube-system", "kube-public"):
+        # The namespaces a real cluster starts with (node Leases live in kube-node-lease).
+        for name in ("default", "kube-node-lease", "kube-public", "kube-system"):
             self.create(namespaces, None, {"metadata": {"name": name}})
 
     @property
@@ -101,10 +103,17 @@ class Store:
         return found
 
     def _present(self, obj: Stored, resource: ResourceType) -> Stored:
-        """The object as served at `resource`'s version (CRD conversion strategy None)."""
+        """The object as served at `resource`'s version (CRD conversion strategy None; an Event
+        converted between core/v1 and events.k8s.io/v1)."""
         if obj.obj.get("apiVersion") == resource.api_version:
             return obj
+        if eventsv1.is_event(resource.group, resource.plural):
+            return Stored(eventsv1.convert(obj.obj, resource.api_version))
         return Stored({**obj.obj, "apiVersion": resource.api_version})
+
+    def present(self, obj: Stored, resource: ResourceType) -> Stored:
+        """`obj` as a client of `resource` sees it (for watch streams)."""
+        return self._present(obj, resource)
 
     def _commit(
         self,
@@ -157,12 +166,12 @@ class Store:
             for key in keys:
                 if resource.namespaced and namespace is not None and key[0] != namespace:
                     continue
-                stored = bucket[key]
+                stored = self._present(bucket[key], resource)
                 if labels is not None and not labels.matches(stored.obj):
                     continue
                 if fields is not None and not fields.matches(stored.obj):
                     continue
-                items.append(self._present(stored, resource))
+                items.append(stored)
             return items, self._rv
 
     def watch(
@@ -226,36 +235,85 @@ class Store:
             stored = self._commit(resource, key, obj, "ADDED", None)
             if _type_key(resource) == CRD_KEY:
                 self.registry.register_crd(stored.obj)
+            if _type_key(resource) == NAMESPACE_KEY:
+                self._publish_root_ca(key[1])
             return self._present(stored, resource)
 
     def _check_body(self, resource: ResourceType, body: Any) -> JSON:
+        """What the API server checks of a body's apiVersion and kind before anything else."""
         if not isinstance(body, dict):
             raise errors.bad_request(f"the body of a {resource.kind} must be a JSON object")
         api_version, kind = body.get("apiVersion"), body.get("kind")
-        if kind is not None and kind != resource.kind:
-            raise errors.bad_request(
-                f'the kind of the object ("{kind}") does not match the resource '
-                f'{resource.plural} (kind "{resource.kind}")'
-            )
         versions = {
             r.api_version for r in self.registry.versions_of(resource.group, resource.plural)
-        }
-        if api_version is not None and api_version not in versions | {resource.api_version}:
-            raise errors.bad_request(
-                f'the apiVersion of the object ("{api_version}") does not match '
-                f'"{resource.api_version}"'
-            )
+        } | {resource.api_version}
+        if resource.custom:
+            # Decoded as unstructured: the apiVersion is checked first, the kind by validation.
+            if api_version is not None and api_version not in versions:
+                raise errors.bad_request(
+                    f"the API version in the data ({api_version}) does not match the expected "
+                    f"API version ({resource.api_version})"
+                )
+            if kind is not None and kind != resource.kind:
+                name = str(_meta(body).get("name", ""))
+                problem = f'Invalid value: "{kind}": must be {resource.kind}'
+                raise errors.invalid(str(kind), resource.group, name, [("kind", problem)])
+        elif (kind is not None and kind != resource.kind) or (
+            api_version is not None and api_version not in versions
+        ):
+            raise errors.bad_request(self._mismatch(resource, str(api_version or ""), kind))
         if "metadata" in body and not isinstance(body["metadata"], dict):
             raise errors.invalid(
                 resource.kind, resource.group, "", [("metadata", "must be an object")]
             )
         return body
 
+    def _mismatch(self, resource: ResourceType, api_version: str, kind: Any) -> str:
+        """A built-in's decoder on a body of another kind or version (Go's wording)."""
+        kind = str(kind or resource.kind)
+        api_version = api_version or resource.api_version
+        version = api_version.rpartition("/")[2]
+        prefix = f'{kind} in version "{version}" cannot be handled as a {resource.kind}'
+        group = api_version.rpartition("/")[0]
+        known = any(r.kind == kind for r in self.registry.by_group_version(group, version))
+        if not known:
+            return (
+                f'{prefix}: no kind "{kind}" is registered for version "{api_version}" in scheme '
+                '"pkg/runtime/scheme.go:111"'
+            )
+        internal = "core" if resource.group in ("", "events.k8s.io") else resource.group
+        return (
+            f"{prefix}: converting ({version}.{kind}) to ({internal.split('.')[0]}."
+            f"{resource.kind}): unknown conversion"
+        )
+
+    @staticmethod
+    def _normalize(resource: ResourceType, obj: JSON) -> None:
+        """Timestamps as the API server stores them once decoded (UTC, Go's precision)."""
+        if not resource.custom:
+            timestamps.normalize((resource.group, resource.plural), obj)
+
+    @staticmethod
+    def _check_decodable(resource: ResourceType, body: JSON) -> None:
+        """A create or update body that decoding into the Go type fails on is a 400."""
+        if resource.custom:
+            return
+        problem = timestamps.decode_problem((resource.group, resource.plural), body)
+        if problem is not None:
+            api_version = str(body.get("apiVersion") or resource.api_version)
+            raise errors.bad_request(
+                f"{body.get('kind') or resource.kind} in version "
+                f'"{api_version.rpartition("/")[2]}" cannot be handled as a {resource.kind}: '
+                f"{problem}"
+            )
+
     def _prepare_create(
         self, resource: ResourceType, namespace: str | None, body: Any, strict: bool
     ) -> JSON:
         body = self._check_body(resource, body)
+        self._check_decodable(resource, body)
         obj: JSON = json.loads(json.dumps(body))
+        self._normalize(resource, obj)
         meta: JSON = obj.setdefault("metadata", {})
         name = meta.get("name")
         if not name:
@@ -311,6 +369,10 @@ class Store:
         problems = apply_create_defaults(resource, obj)
         if problems:
             raise errors.invalid(resource.kind, resource.group, name, problems)
+        if eventsv1.is_event(resource.group, resource.plural):
+            problems = eventsv1.problems(obj, resource.api_version)
+            if problems:  # validated as the internal (core) Event, whichever API posted it
+                raise errors.invalid(resource.kind, "", name, problems)
         if _type_key(resource) == CRD_KEY:
             obj["status"] = crd_status(obj, meta["creationTimestamp"])
         return obj
@@ -366,6 +428,7 @@ class Store:
     ) -> Stored:
         with self._lock:
             body = self._check_body(resource, body)
+            self._check_decodable(resource, body)
             meta = _meta(body)
             if meta.get("name") and meta["name"] != name:
                 raise errors.bad_request(
@@ -387,6 +450,7 @@ class Store:
                     ],
                 )
             copied = json.loads(json.dumps(body))
+            self._normalize(resource, copied)
             return self._write(resource, current, copied, rv, subresource, strict)
 
     def patch(
@@ -402,8 +466,7 @@ class Store:
     ) -> Stored:
         with self._lock:
             current = self._existing(resource, namespace, name)
-            base = json.loads(current.raw)
-            base["apiVersion"] = resource.api_version
+            base = json.loads(self._present(current, resource).raw)
             if content_type == patches.MERGE or (
                 content_type == patches.STRATEGIC and resource.custom
             ):
@@ -432,6 +495,15 @@ class Store:
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
             self._check_body(resource, patched)
+            problem = (
+                None
+                if resource.custom
+                else timestamps.decode_problem((resource.group, resource.plural), patched)
+            )
+            if problem is not None:
+                shown = body if content_type == patches.STRATEGIC else patched
+                raise errors.undecodable_patch(shown, content_type == patches.STRATEGIC, problem)
+            self._normalize(resource, patched)
             rv = _meta(patched).get("resourceVersion")
             return self._write(resource, current, patched, rv, subresource, strict)
 
@@ -481,7 +553,10 @@ class Store:
         new_meta.pop("selfLink", None)
         new_meta["resourceVersion"] = old_meta["resourceVersion"]
         obj["metadata"] = new_meta
-        obj["apiVersion"] = old.get("apiVersion", resource.api_version)
+        if eventsv1.is_event(resource.group, resource.plural):
+            obj["apiVersion"] = resource.api_version  # stored in the shape it is written in
+        else:
+            obj["apiVersion"] = old.get("apiVersion", resource.api_version)
         obj["kind"] = resource.kind
         if old_meta.get("deletionTimestamp"):
             added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
@@ -520,6 +595,8 @@ class Store:
         stored = self._commit(resource, key, obj, "MODIFIED", current)
         if _type_key(resource) == CRD_KEY:
             self.registry.register_crd(stored.obj)
+        if self._is_root_ca(resource, key):
+            self._publish_root_ca(key[0])
         return self._present(stored, resource)
 
     @staticmethod
@@ -646,6 +723,8 @@ class Store:
         namespace = meta.get("namespace")
         if namespace:
             self._finish_namespace_if_empty(namespace)
+        if namespace and self._is_root_ca(resource, (namespace, meta["name"])):
+            self._publish_root_ca(namespace)
 
     # ----------------------------------------------------------------- garbage collection
 
@@ -663,10 +742,9 @@ class Store:
         return found
 
     def _resource_for(self, type_key: TypeKey) -> ResourceType | None:
-        for resource in self.registry.all():
-            if resource.key == type_key:
-                return resource
-        return None
+        """The resource type that stores `type_key`'s objects (the core one for Events)."""
+        found = [r for r in self.registry.all() if r.key == type_key]
+        return next((r for r in found if r.group == type_key[0]), found[0] if found else None)
 
     def _collect_dependents(self, owner_uid: str, namespace: str | None) -> None:
         """Background propagation: the owner is gone, so delete what it alone owned."""
@@ -765,6 +843,29 @@ class Store:
         obj = copy.deepcopy(ns.obj)
         obj["spec"] = {}
         self._remove(resource, ("", namespace), obj, ns)
+
+    @staticmethod
+    def _is_root_ca(resource: ResourceType, key: ObjectKey) -> bool:
+        return _type_key(resource) == CONFIGMAP_KEY and key[1] == rootca.NAME
+
+    def _publish_root_ca(self, namespace: str) -> None:
+        """kube-controller-manager's root-ca-cert-publisher, right after the change it reacts to.
+
+        A live namespace gets the `kube-root-ca.crt` ConfigMap when it is created, gets it back
+        when it is deleted and gets its data back when it is changed; a terminating namespace is
+        left alone, so it can empty and go.
+        """
+        ns = self._objects[NAMESPACE_KEY].get(("", namespace))
+        resource = self._resource_for(CONFIGMAP_KEY)
+        if ns is None or _meta(ns.obj).get("deletionTimestamp") or resource is None:
+            return
+        current = self._objects[CONFIGMAP_KEY].get((namespace, rootca.NAME))
+        if current is None:
+            self.create(resource, namespace, rootca.new_config_map())
+            return
+        repaired = rootca.reconciled(current.obj)
+        if repaired is not None:
+            self._write(resource, current, copy.deepcopy(repaired), None, None)
 
     def _remove_custom_resources(self, crd: JSON) -> None:
         removed = self.registry.unregister_crd(crd["metadata"]["name"])

@@ -118,11 +118,10 @@ class WatchStream:
         await response.write(_dumps(bookmark) + b"\n")
 
     def _matches(self, stored: Stored | None) -> bool:
-        return (
-            stored is not None
-            and self.options.labels.matches(stored.obj)
-            and self.options.fields.matches(stored.obj)
-        )
+        if stored is None:
+            return False
+        shown = self.store.present(stored, self.resource)
+        return self.options.labels.matches(shown.obj) and self.options.fields.matches(shown.obj)
 
     def _type_for(self, event: Event) -> str | None:
         """The event type this watch sees, or None when the change is outside its selectors."""
@@ -141,9 +140,7 @@ class WatchStream:
         kind = self._type_for(event)
         if kind is None:
             return
-        stored = event.current
-        if stored.obj.get("apiVersion") != self.resource.api_version:
-            stored = Stored({**stored.obj, "apiVersion": self.resource.api_version})
+        stored = self.store.present(event.current, self.resource)
         if self.options.table:
             rendered = render_table(
                 self.resource,

@@ -14,14 +14,19 @@ go green without it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cluster_kit import InstalledOperator, Kubectl
 from extraction_operator.controlplane.build import build
 from extraction_operator.controlplane.cluster import ControlPlane
+from extraction_operator.localcluster.node import DEFAULT_NODE_NAME, ProcessNode, node_identity
 
 
 @dataclass
@@ -30,7 +35,7 @@ class RealCluster:
 
     admin_kubeconfig: Path
     plane: ControlPlane | None = None
-    node: object | None = None
+    node: ProcessNode | None = None
 
     @property
     def own(self) -> bool:
@@ -46,4 +51,26 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         return
     state = tmp_path_factory.mktemp("controlplane")
     with ControlPlane(build(), state_dir=state, keep_state=True) as plane:
-        yield RealCluster(plane.admin_kubeconfig, plane)
+        identity = plane.issue_identity("node", *node_identity(DEFAULT_NODE_NAME))
+        with ProcessNode(
+            identity.kubeconfig,
+            provisioner_kubeconfig=plane.admin_kubeconfig,
+            workdir=tmp_path_factory.mktemp("process-node"),
+            restart_backoff=(1.0, 10.0),  # the kubelet's 10 s first back-off, made test-sized
+        ) as node:
+            yield RealCluster(plane.admin_kubeconfig, plane, node)
+
+
+@pytest.fixture(scope="session")
+def kube(real_cluster: RealCluster) -> Kubectl:
+    """kubectl with the real tier's admin kubeconfig."""
+    return Kubectl(real_cluster.admin_kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def installed_operator(
+    real_cluster: RealCluster, kube: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> InstalledOperator:
+    """The operator installed in the real tier from `manifests/`, running as its Deployment."""
+    overlay = tmp_path_factory.mktemp("operator-overlay")
+    return InstalledOperator(kube, real_cluster.node).install(overlay)

@@ -9,6 +9,12 @@ so a dropped watch, a failed write or a restart of the runner converges instead 
 duplicating work: a Pod the runner creates is put into its cache from the create response before
 the next pass, so a Job never gets a second pod because a watch event was late.
 
+Node mode (`job_controller=False`): against a real control plane the real Job controller and
+scheduler do their jobs, so the runner is just the kubelet of one node: it watches only the pods
+bound to it (`fieldSelector=spec.nodeName=<node>`, the one pod list the Node authorizer grants a
+node), runs nothing else, and leaves Jobs alone. `localcluster.node.ProcessNode` runs it that way,
+next to the node's heartbeats and a volume provisioner.
+
 Fault injection for tests (`kill`, `evict`, `pause`, `resume`, `running_pods`, `logs`) are plain
 methods that are safe to call from any thread: off the runner's loop they hop onto it and wait.
 `pause()` models a node outage: no pod starts, stops or reports status until `resume()`, while
@@ -37,7 +43,8 @@ from .jobcontroller import (
     status_patch,
 )
 from .kubeapi import JOBS, MERGE_PATCH, PODS, ApiClient, ApiError
-from .kubelet import Kubelet
+from .kubelet import RESTART_BACKOFF, Kubelet
+from .podsetup import PodSetup
 from .podspec import JSON
 from .watchcache import WatchCache
 
@@ -49,16 +56,20 @@ JOB_STATUS_KEYS = ("active", "succeeded", "failed", "ready", "startTime", "compl
 
 
 class JobRunner:
-    """Acts as the Job controller and the kubelet of one node against the API at `api_url`.
+    """Acts as the Job controller and the kubelet of one node against the API at `api`.
 
-    `grace_seconds_cap` bounds every termination grace period (tests use a few seconds instead of
-    the default 30); `tick_seconds` is how often deadlines are checked without any event;
-    `request_timeout` bounds every API call (a hung request must not stall the node).
+    `api` is a URL (a plain-HTTP server: the emulator) or an `ApiClient` carrying its own
+    credentials (which the caller keeps and closes). `grace_seconds_cap` bounds every termination
+    grace period (tests use a few seconds instead of the default 30); `tick_seconds` is how often
+    deadlines are checked without any event; `request_timeout` bounds every API call (a hung
+    request must not stall the node). `job_controller=False` is node mode (module docstring);
+    `setup` is how pods get volumes and credentials (the emulator's way by default);
+    `restart_backoff` (first delay, cap) paces restarts in place, which only node mode does.
     """
 
     def __init__(
         self,
-        api_url: str,
+        api: str | ApiClient,
         workdir: Path,
         *,
         node_name: str = "localcluster-node",
@@ -66,8 +77,15 @@ class JobRunner:
         tick_seconds: float = 0.25,
         request_timeout: float = 5.0,
         config_errors_fail_pods: bool = False,
+        job_controller: bool = True,
+        setup: PodSetup | None = None,
+        restart_backoff: tuple[float, float] = RESTART_BACKOFF,
     ) -> None:
-        self.api_url = api_url
+        self._given_client = api if isinstance(api, ApiClient) else None
+        self.api_url = api.url if isinstance(api, ApiClient) else api
+        self.job_controller = job_controller
+        self._setup = setup
+        self._restart_backoff = restart_backoff
         self.workdir = Path(workdir)
         self.node_name = node_name
         self._grace_cap = grace_seconds_cap
@@ -94,9 +112,13 @@ class JobRunner:
         self._loop = asyncio.get_running_loop()
         self._wake_event = asyncio.Event()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        client = self._client = ApiClient(self.api_url, timeout=self._request_timeout)
-        self._jobs = WatchCache(client, JOBS.path(), self._on_job_change)
-        self._pods = WatchCache(client, PODS.path(), self._on_pod_change)
+        client = self._client = self._given_client or ApiClient(
+            self.api_url, timeout=self._request_timeout
+        )
+        selector = (
+            {} if self.job_controller else {"fieldSelector": f"spec.nodeName={self.node_name}"}
+        )
+        self._pods = WatchCache(client, PODS.path(), self._on_pod_change, params=selector)
         self._kubelet = Kubelet(
             client,
             self._pods,
@@ -105,15 +127,22 @@ class JobRunner:
             grace_seconds_cap=self._grace_cap,
             wake=self._wake,
             config_errors_fail_pods=self._config_errors_fail,
+            bound_only=not self.job_controller,
+            setup=self._setup,
+            restart_backoff=self._restart_backoff,
         )
         self._tasks = [
             asyncio.create_task(self._pods.run(), name="jobrunner-pods-watch"),
-            asyncio.create_task(self._jobs.run(), name="jobrunner-jobs-watch"),
             asyncio.create_task(self._reconcile_forever(), name="jobrunner-reconcile"),
         ]
+        caches = [self._pods]
+        if self.job_controller:
+            self._jobs = WatchCache(client, JOBS.path(), self._on_job_change)
+            caches.append(self._jobs)
+            self._tasks.append(asyncio.create_task(self._jobs.run(), name="jobrunner-jobs-watch"))
         try:
             await asyncio.wait_for(
-                asyncio.gather(self._jobs.synced.wait(), self._pods.synced.wait()), sync_timeout
+                asyncio.gather(*(cache.synced.wait() for cache in caches)), sync_timeout
             )
         except TimeoutError:
             await self.stop()
@@ -129,7 +158,7 @@ class JobRunner:
         self._tasks = []
         if self._kubelet is not None:
             await self._kubelet.shutdown()
-        if self._client is not None:
+        if self._client is not None and self._given_client is None:
             await self._client.close()
         self._loop = None
 
@@ -232,6 +261,8 @@ class JobRunner:
         if kind != "DELETED" or old is None:
             return
         self._node.pod_gone(old)
+        if not self.job_controller:
+            return
         uid = str((old.get("metadata") or {}).get("uid") or "")
         job_uid = controller_uid(old)
         if uid in self._expected_deletions:
@@ -242,18 +273,19 @@ class JobRunner:
 
     async def _reconcile_forever(self) -> None:
         assert self._wake_event is not None
-        assert self._jobs is not None
         assert self._pods is not None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_event.wait(), self._tick)
             self._wake_event.clear()
-            if not (self._jobs.synced.is_set() and self._pods.synced.is_set()):
+            jobs_synced = self._jobs is None or self._jobs.synced.is_set()
+            if not (jobs_synced and self._pods.synced.is_set()):
                 continue
             try:
                 if not self._node.paused:
                     await self._node.sync()
-                await self._sync_jobs()
+                if self._jobs is not None:
+                    await self._sync_jobs()
             except asyncio.CancelledError:
                 raise
             except Exception:

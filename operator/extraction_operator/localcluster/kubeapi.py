@@ -1,21 +1,33 @@
 """A minimal asyncio client of the Kubernetes REST API, for the job runner and `LocalCluster`.
 
 The job runner is a client like any kubelet or controller: it must work against any server that
-speaks the Kubernetes REST API (the local emulator or a real kube-apiserver), so it talks plain
+speaks the Kubernetes REST API (the local emulator or a real kube-apiserver), so it talks
 HTTP/JSON through aiohttp and relies on nothing but documented API behaviour. The official
 `kubernetes` client is synchronous, and `kubernetes_asyncio` is not a dependency; the handful of
 verbs needed here (list, watch, get, create, patch, delete, discovery) fit in this module.
+
+Authentication is what a real node needs and nothing more: none (the emulator), TLS with a CA and
+a client certificate (a kubelet's `system:node:<name>` identity), or a bearer token, given inline
+or as a file that is re-read whenever it changes (a rotated service account token). Build a
+client for a kubeconfig with `ApiClient.from_kubeconfig`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
+from .kubeconfig import ClientConfig, load_kubeconfig
 
 JSON = dict[str, Any]
 
@@ -79,6 +91,11 @@ PODS = Resource("v1", "pods")
 JOBS = Resource("batch/v1", "jobs")
 SECRETS = Resource("v1", "secrets")
 CONFIGMAPS = Resource("v1", "configmaps")
+SERVICEACCOUNTS = Resource("v1", "serviceaccounts")
+PVCS = Resource("v1", "persistentvolumeclaims")
+PVS = Resource("v1", "persistentvolumes", namespaced=False)
+NODES = Resource("v1", "nodes", namespaced=False)
+LEASES = Resource("coordination.k8s.io/v1", "leases")
 
 
 def _error_from(status: int, body: str) -> ApiError:
@@ -92,6 +109,58 @@ def _error_from(status: int, body: str) -> ApiError:
     return ApiError(status, "", body[:200])
 
 
+@contextlib.contextmanager
+def _pem_file(data: bytes) -> Iterator[str]:
+    """Inline PEM as a private temporary file: `ssl` loads client certificates from files only."""
+    fd, name = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        yield name
+    finally:
+        os.unlink(name)
+
+
+def tls_context(config: ClientConfig) -> ssl.SSLContext | None:
+    """The TLS settings of `config` (None for a plain-HTTP server)."""
+    if not config.server.startswith("https://"):
+        return None
+    if config.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file else None, cadata=config.ca_data
+        )
+    if config.cert_file is not None and config.key_file is not None:
+        context.load_cert_chain(str(config.cert_file), str(config.key_file))
+    elif config.cert_data is not None and config.key_data is not None:
+        with _pem_file(config.cert_data) as cert, _pem_file(config.key_data) as key:
+            context.load_cert_chain(cert, key)
+    return context
+
+
+class _TokenFile:
+    """A bearer token read from a file, re-read whenever the file changes (token rotation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+
+    def read(self) -> str:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return self._token
+        stamp = (stat.st_mtime_ns, stat.st_ino)
+        if stamp != self._stamp:
+            self._token = self.path.read_text().strip()
+            self._stamp = stamp
+        return self._token
+
+
 class ApiClient:
     """Async REST calls against one API server URL; every call has a bounded timeout.
 
@@ -99,16 +168,46 @@ class ApiClient:
     request must never wedge the runner's reconcile loop.
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        token: str | None = None,
+        token_file: Path | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token = token
+        self._token_file = _TokenFile(token_file) if token_file is not None else None
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._discovery: dict[tuple[str, str], Resource] = {}
 
+    @classmethod
+    def from_config(cls, config: ClientConfig, *, timeout: float = 5.0) -> ApiClient:
+        return cls(
+            config.server,
+            timeout=timeout,
+            token=config.token,
+            token_file=config.token_file,
+            ssl_context=tls_context(config),
+        )
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path, *, timeout: float = 5.0) -> ApiClient:
+        """A client authenticating as the current context of the kubeconfig at `path`."""
+        return cls.from_config(load_kubeconfig(path), timeout=timeout)
+
+    def _auth(self) -> dict[str, str]:
+        token = self._token_file.read() if self._token_file is not None else self._token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers)
+            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def close(self) -> None:
@@ -128,7 +227,9 @@ class ApiClient:
     ) -> JSON:
         """One request; returns the decoded JSON body or raises ApiError (status 0: no answer)."""
         data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else {}
+        headers = self._auth()
+        if data is not None:
+            headers["Content-Type"] = content_type
         limit = aiohttp.ClientTimeout(total=time_limit if time_limit is not None else self._timeout)
         try:
             async with self._open().request(
@@ -163,30 +264,48 @@ class ApiClient:
     async def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> JSON:
         return await self.request("PATCH", path, body=body, content_type=content_type)
 
-    async def delete(self, path: str, grace_period_seconds: int | None = None) -> JSON:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    async def delete(
+        self, path: str, grace_period_seconds: int | None = None, *, uid: str | None = None
+    ) -> JSON:
+        """Delete in the background; with `uid`, only if the object is still that incarnation
+        (a `409 Conflict` otherwise), so a pod recreated under the same name is never hit."""
+        body: JSON = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
         if grace_period_seconds is not None:
-            body["gracePeriodSeconds"] = grace_period_seconds  # type: ignore[assignment]
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
         return await self.request("DELETE", path, body=body)
 
     async def watch(
-        self, path: str, resource_version: str, *, timeout_seconds: int = 60
+        self,
+        path: str,
+        resource_version: str,
+        *,
+        timeout_seconds: int = 60,
+        params: Mapping[str, str] | None = None,
     ) -> AsyncIterator[JSON]:
         """Watch events of a collection from `resource_version`, until the server ends the stream.
 
         Yields the raw event documents (`{"type": ..., "object": ...}`), BOOKMARKs and ERRORs
         included; the caller decides what an ERROR (typically 410 Gone) means.
         """
-        params = {
+        query = {
+            **(params or {}),
             "watch": "true",
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
         if resource_version:
-            params["resourceVersion"] = resource_version
+            query["resourceVersion"] = resource_version
         limit = aiohttp.ClientTimeout(total=timeout_seconds + 15, sock_connect=self._timeout)
         try:
-            async with self._open().get(self.url + path, params=params, timeout=limit) as resp:
+            async with self._open().get(
+                self.url + path, params=query, timeout=limit, headers=self._auth()
+            ) as resp:
                 if resp.status >= 400:
                     raise _error_from(resp.status, await resp.text())
                 async for raw in resp.content:

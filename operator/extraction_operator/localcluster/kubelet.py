@@ -2,15 +2,26 @@
 
 A pod is this node's to run when its `spec.nodeName` is empty or names this node and its
 `restartPolicy` is `Never` or `OnFailure` (OnFailure is treated as Never: a failed process is not
-restarted in place; its Job replaces the pod instead). Everything is level-triggered: each pass
+restarted in place; the emulated Job controller replaces the pod instead). As the node of a real
+cluster (`bound_only`), a pod is this node's exactly when the scheduler bound it here
+(`spec.nodeName`), whatever its `restartPolicy`, and the policy is honoured as a kubelet does:
+`Always` restarts an exited process, `OnFailure` one that failed, in place, after a back-off
+(10 s doubling to 5 min by default, `restart_backoff`) during which the container waits in
+`CrashLoopBackOff` with its previous run as `lastState` and the pod stays `Running`; the real
+Job controller counts such restarts itself. Probes are not run: a running process is ready.
+Everything is level-triggered: each pass
 looks at every cached pod, starts what should run, stops what should stop, and writes the status
 only when it differs from what the server holds, so a dropped write is simply redone.
 
 Deletion: a pod with a `deletionTimestamp` (a real API server's graceful delete) or one that
 vanished (a server that deletes at once) gets SIGTERM on its process group and SIGKILL after
 `terminationGracePeriodSeconds` (default 30, capped by the runner's `grace_seconds_cap`); a
-gracefully deleted pod then gets its final status and is removed with `gracePeriodSeconds: 0`,
-as a kubelet confirms a deletion.
+gracefully deleted pod then gets its final status and is removed with `gracePeriodSeconds: 0`
+and a uid precondition (never a newer pod of the same name), as a kubelet confirms a deletion.
+Finalizers (the Job controller's `batch.kubernetes.io/job-tracking`) are left to their owners.
+
+Volumes, credentials and in-cluster env are the `PodSetup`'s business (`podsetup.py`): the
+emulator's by default, `nodesetup.NodePodSetup` on a real cluster.
 
 Missing secrets or config maps keep the pod `Pending` with a `CreateContainerConfigError`
 waiting state and are retried every second, as on a real node (set `config_errors_fail_pods` to
@@ -34,9 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .jobcontroller import POD_DEADLINE_MESSAGE, is_finished_pod
+from .jobcontroller import POD_DEADLINE_MESSAGE, is_finished_pod, timestamp
 from .kubeapi import CONFIGMAPS, PODS, SECRETS, ApiClient, ApiError
-from .kubeconfig import write_kubeconfig
+from .podsetup import LocalPodSetup, PodSetup
 from .podspec import (
     JSON,
     PodConfigError,
@@ -48,7 +59,7 @@ from .podspec import (
     first_container,
     referenced_sources,
 )
-from .podstatus import PodRun, pod_status, status_differs, status_update
+from .podstatus import PodRun, keep_server_fields, pod_status, status_differs, status_update
 from .processes import StageProcess, exit_code_of, log_tail, read_termination_message
 from .watchcache import WatchCache
 
@@ -58,6 +69,8 @@ DEFAULT_GRACE_SECONDS = 30.0
 EVICTION_MESSAGE = "The node was low on resource: memory (evicted by fault injection)."
 LOST_MESSAGE = "The job runner restarted while this pod's process ran; the process was lost."
 CONFIG_RETRY_SECONDS = 1.0
+RUNNABLE_POLICIES = ("Never", "OnFailure")
+RESTART_BACKOFF = (10.0, 300.0)  # the kubelet's: first delay, cap
 
 
 def _now() -> datetime:
@@ -81,8 +94,14 @@ class Kubelet:
         grace_seconds_cap: float | None,
         wake: Callable[[], None],
         config_errors_fail_pods: bool = False,
+        bound_only: bool = False,
+        setup: PodSetup | None = None,
+        restart_backoff: tuple[float, float] = RESTART_BACKOFF,
     ) -> None:
         self.client = client
+        self.bound_only = bound_only
+        self.restart_backoff = restart_backoff
+        self.setup: PodSetup = setup if setup is not None else LocalPodSetup(client.url)
         self.pods = pods
         self.workdir = workdir
         self.node_name = node_name
@@ -103,9 +122,11 @@ class Kubelet:
         if uid in self.runs:
             return True
         spec = pod.get("spec") or {}
-        return spec.get("nodeName") in (None, "", self.node_name) and spec.get("restartPolicy") in (
-            "Never",
-            "OnFailure",
+        if self.bound_only:
+            return bool(spec.get("nodeName")) and spec.get("nodeName") == self.node_name
+        return (
+            spec.get("nodeName") in (None, "", self.node_name)
+            and spec.get("restartPolicy") in RUNNABLE_POLICIES
         )
 
     def pod_gone(self, pod: JSON) -> None:
@@ -158,12 +179,16 @@ class Kubelet:
         for run in self.runs.values():
             if run.process is not None and run.running:
                 run.process.signal_group(signal.SIGKILL)
-        for run in self.runs.values():
-            if run.process is not None:
-                try:
-                    await asyncio.wait_for(run.process.wait(), 5)
-                except (TimeoutError, ProcessLookupError):
-                    log.warning("process of pod %s/%s did not die", run.namespace, run.name)
+        waiting = [run for run in self.runs.values() if run.process is not None and run.running]
+
+        async def reap(run: PodRun) -> None:
+            assert run.process is not None
+            try:
+                await asyncio.wait_for(run.process.wait(), 5)
+            except (TimeoutError, ProcessLookupError):
+                log.warning("process of pod %s/%s did not die", run.namespace, run.name)
+
+        await asyncio.gather(*(reap(run) for run in waiting))  # at most 5 s in all
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -183,6 +208,12 @@ class Kubelet:
                     self._terminate(run, self._grace(run.pod))
                 else:
                     del self.runs[uid]
+                    self.setup.release(run)
+            elif run.running:
+                try:
+                    await self.setup.refresh(run)
+                except Exception:
+                    log.exception("pod %s/%s: refresh failed", run.namespace, run.name)
 
     async def _sync_pod(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}
@@ -207,7 +238,7 @@ class Kubelet:
             await self._start(run)
         deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
         overdue = isinstance(deadline, int) and _seconds_since(run.accepted_at) >= deadline
-        if run.running and overdue and not run.pod_reason:
+        if (run.running or run.restart_count) and overdue and not run.pod_reason:
             run.pod_reason, run.pod_message = "DeadlineExceeded", POD_DEADLINE_MESSAGE
             self._terminate(run, self._grace(pod))
         await self._report(run, pod)
@@ -224,9 +255,9 @@ class Kubelet:
         self._finalized.add(uid)
         meta = pod.get("metadata") or {}
         try:
-            await self.client.delete(PODS.path(meta.get("namespace"), meta.get("name")), 0)
+            await self.client.delete(PODS.path(meta.get("namespace"), meta.get("name")), 0, uid=uid)
         except ApiError as exc:
-            if not exc.not_found:
+            if not (exc.not_found or exc.conflict):  # gone, or a newer pod holds the name
                 self._finalized.discard(uid)
                 log.debug("pod %s: final delete failed: %s", meta.get("name"), exc)
 
@@ -264,9 +295,11 @@ class Kubelet:
             objects = await self._fetch_sources(run.namespace, keys)
             sources = {key: decode_source(key[0], objects[key]) if key in objects else None
                        for key in keys}  # fmt: skip
+            prepared = await self.setup.prepare(run)
             launch = build_launch(
-                pod, run.paths, sources, node_name=self.node_name, base_env=dict(os.environ)
-            )
+                pod, run.paths, sources, node_name=self.node_name, base_env=dict(os.environ),
+                volume_dirs=prepared.volume_dirs, extra_env=prepared.env,
+            )  # fmt: skip
         except PodSpecError as exc:
             run.start_error, run.finished_at = str(exc), _now()
             return
@@ -278,16 +311,16 @@ class Kubelet:
             run.config_retry_at = time.monotonic() + CONFIG_RETRY_SECONDS
             return
         except ApiError as exc:
-            log.debug("pod %s: cannot read its env sources yet: %s", run.name, exc)
+            log.debug("pod %s: cannot read its config or volumes yet: %s", run.name, exc)
             run.config_retry_at = time.monotonic() + CONFIG_RETRY_SECONDS
             return
         for directory in launch.host_dirs:
             directory.mkdir(parents=True, exist_ok=True)
-        write_kubeconfig(run.paths.kubeconfig, self.client.url, run.namespace)
+        run.paths.kubeconfig.write_text(prepared.kubeconfig)
         run.paths.termination_message.write_bytes(b"")
         try:
             run.process = await StageProcess.start(
-                launch.argv, env=launch.env, cwd=launch.cwd, log_path=run.paths.log
+                self.setup.command(launch), env=launch.env, cwd=launch.cwd, log_path=run.paths.log
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
@@ -308,8 +341,39 @@ class Kubelet:
             message = log_tail(run.paths.log)
         run.termination_message = message
         run.exit_code, run.finished_at = code, _now()
+        self.setup.release(run)
         log.info("pod %s/%s: exited with %d", run.namespace, run.name, code)
+        if self._restarts(run, code):
+            self._schedule_restart(run, process, code)
         self._wake()
+
+    def _restarts(self, run: PodRun, code: int) -> bool:
+        """Whether the exited process is restarted in place (see the module docstring)."""
+        if not self.bound_only or run.kill_requested or run.deleted or run.pod_reason:
+            return False
+        policy = (run.pod.get("spec") or {}).get("restartPolicy") or "Always"
+        return policy == "Always" or (policy == "OnFailure" and code != 0)
+
+    def _schedule_restart(self, run: PodRun, process: StageProcess, code: int) -> None:
+        run.last_terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": timestamp(run.started_at or run.accepted_at),
+            "finishedAt": timestamp(run.finished_at or _now()),
+            "containerID": f"local://{process.pid}",
+        }
+        if run.termination_message:
+            run.last_terminated["message"] = run.termination_message
+        first, cap = self.restart_backoff
+        delay = min(first * 2**run.restart_count, cap)
+        run.restart_count += 1
+        run.process, run.exit_code, run.started_at, run.finished_at = None, None, None, None
+        run.termination_message = ""
+        container = str(first_container(run.pod).get("name") or "main")
+        run.waiting_reason = "CrashLoopBackOff"
+        run.waiting_message = (f"back-off {delay:g}s restarting failed container={container} "
+                               f"pod={run.name}_{run.namespace}({run.uid})")  # fmt: skip
+        run.config_retry_at = time.monotonic() + delay
 
     def _grace(self, pod: JSON, *, deleting: bool = False) -> float:
         meta = pod.get("metadata") or {}
@@ -339,12 +403,18 @@ class Kubelet:
     async def _report(self, run: PodRun, pod: JSON) -> None:
         if run.reported_final or run.deleted:
             return
-        desired = pod_status(run)
         current = pod.get("status") or {}
+        desired = keep_server_fields(current, pod_status(run))
         if status_differs(current, desired):
             path = PODS.path(run.namespace, run.name, "status")
+            # The patch replaces whole lists (conditions), so it must be computed from the
+            # latest pod: the resourceVersion makes a stale base a 409, refetched just below.
+            body: JSON = {"status": status_update(current, desired)}
+            version = (pod.get("metadata") or {}).get("resourceVersion")
+            if version:
+                body["metadata"] = {"resourceVersion": version}
             try:
-                updated = await self.client.patch(path, {"status": status_update(current, desired)})
+                updated = await self.client.patch(path, body)
             except ApiError as exc:
                 if exc.not_found:
                     run.deleted = True

@@ -10,7 +10,9 @@ Differences from a container, all forced by running a process on the host:
   `python -m extraction_operator...` finds the installed package.
 - A process cannot mount volumes, so each volume is a host directory: `persistentVolumeClaim`
   -> `<workdir>/volumes/<namespace>/pvc-<claimName>` (shared by every pod of the namespace that
-  claims it), `emptyDir` and anything else -> a directory of the pod. Every env value and every
+  claims it), `emptyDir` and anything else -> a directory of the pod; the caller may map any
+  volume to a directory of its own instead (`volume_dirs`: a node of a real cluster maps a claim
+  to its PersistentVolume's hostPath, and writes projected volumes). Every env value and every
   command/args item that equals a container `mountPath` or starts with `mountPath/` is rewritten
   to the host directory (with `subPath` applied), so `$EXTRACTION_WORKSPACE` or
   `--out /workspace/x` point at the shared directory. The working directory is the container's
@@ -102,6 +104,15 @@ class PodPaths:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A container `volumeMount` and the host directory standing in for its volume."""
+
+    path: str  # the container's mountPath
+    host: Path
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Launch:
     """Everything needed to start the process of a pod."""
 
@@ -109,6 +120,7 @@ class Launch:
     env: dict[str, str]
     cwd: Path
     host_dirs: list[Path]  # directories to create before starting
+    mounts: tuple[Mount, ...] = ()
 
 
 def with_interpreter_bin(path: str) -> str:
@@ -176,14 +188,18 @@ def decode_source(kind: str, obj: JSON) -> dict[str, str]:
     return out
 
 
-def host_mounts(pod: JSON, container: JSON, paths: PodPaths) -> list[tuple[str, Path]]:
+def host_mounts(
+    pod: JSON, container: JSON, paths: PodPaths, volume_dirs: Mapping[str, Path] | None = None
+) -> list[tuple[str, Path]]:
     """(mountPath, host directory) for every volumeMount, longest mountPath first."""
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
     volumes: dict[str, Path] = {}
     for vol in _list((pod.get("spec") or {}).get("volumes")):
         name = str(vol.get("name", ""))
         claim = vol.get("persistentVolumeClaim")
-        if isinstance(claim, dict) and claim.get("claimName"):
+        if volume_dirs is not None and name in volume_dirs:
+            volumes[name] = volume_dirs[name]
+        elif isinstance(claim, dict) and claim.get("claimName"):
             volumes[name] = paths.volumes_root / namespace / f"pvc-{claim['claimName']}"
         else:
             volumes[name] = paths.volume(name)
@@ -332,6 +348,8 @@ def build_launch(
     *,
     node_name: str,
     base_env: Mapping[str, str],
+    volume_dirs: Mapping[str, Path] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Launch:
     """The process to start for a pod. Raises PodSpecError or PodConfigError."""
     container = first_container(pod)
@@ -344,12 +362,13 @@ def build_launch(
     args = container.get("args") or []
     if not isinstance(args, list):
         raise PodSpecError(f"container {container.get('name')!r}: args must be a list of strings")
-    mounts = host_mounts(pod, container, paths)
+    mounts = host_mounts(pod, container, paths, volume_dirs)
     meta = pod.get("metadata") or {}
     env = {name: base_env[name] for name in INHERITED_ENV if name in base_env}
     env["PATH"] = with_interpreter_bin(env.get("PATH", os.defpath))
     env["PYTHONUNBUFFERED"] = "1"
     env["HOSTNAME"] = str(meta.get("name") or "")
+    env.update(extra_env or {})
     declared = container_env(pod, container, sources, node_name)
     env.update({name: rewrite_path(value, mounts) for name, value in declared.items()})
     env["KUBECONFIG"] = str(paths.kubeconfig)
@@ -361,7 +380,13 @@ def build_launch(
     mapped = rewrite_path(working_dir, mounts) if working_dir else ""
     cwd = Path(mapped) if mapped and mapped != working_dir else paths.workdir
     dirs = [paths.workdir, cwd, *(host for _, host in mounts)]
-    return Launch(argv=argv, env=env, cwd=cwd, host_dirs=dirs)
+    read_only = {
+        str(m.get("mountPath") or "").rstrip("/")
+        for m in _list(container.get("volumeMounts"))
+        if m.get("readOnly")
+    }
+    binds = tuple(Mount(path, host, path in read_only) for path, host in mounts)
+    return Launch(argv=argv, env=env, cwd=cwd, host_dirs=dirs, mounts=binds)
 
 
 def _list(value: object) -> list[JSON]:

@@ -35,6 +35,10 @@ POD_STATUS_KEYS = frozenset(
 )
 
 
+# Conditions another component writes first; the runner reports them only where none exists.
+SERVER_OWNED_CONDITIONS = frozenset({"PodScheduled"})
+
+
 @dataclass
 class PodRun:
     """The runner's record of one pod it accepted."""
@@ -60,7 +64,9 @@ class PodRun:
     kill_requested: bool = False  # termination has begun
     deleted: bool = False
     reported_final: bool = False
-    config_retry_at: float = 0.0
+    config_retry_at: float = 0.0  # time.monotonic() before which no (re)start is tried
+    restart_count: int = 0  # restarts in place (a real cluster's node, restartPolicy allowing)
+    last_terminated: JSON | None = None  # the previous run's `terminated` state
 
     @property
     def running(self) -> bool:
@@ -92,9 +98,10 @@ def pod_status(run: PodRun) -> JSON:
         "name": str(container.get("name") or "main") if isinstance(container, dict) else "main",
         "image": str(container.get("image") or "") if isinstance(container, dict) else "",
         "imageID": "",
-        "restartCount": 0,
+        "restartCount": run.restart_count,
         "ready": run.running,
         "started": run.running,
+        "lastState": {"terminated": run.last_terminated} if run.last_terminated else {},
     }
     if run.process is not None:
         cstatus["containerID"] = f"local://{run.process.pid}"
@@ -134,8 +141,11 @@ def pod_status(run: PodRun) -> JSON:
             terminated["message"] = run.termination_message
         cstatus["state"] = {"terminated": terminated}
     elif run.kill_requested and run.process is None:
-        phase = "Failed"  # stopped before its process ever started
-        cstatus["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        phase = "Failed"  # stopped before its process (re)started
+        last = run.last_terminated
+        cstatus["state"] = (
+            {"terminated": last} if last else {"waiting": {"reason": "ContainerCreating"}}
+        )
     elif run.running and run.started_at:
         phase = "Running"
         cstatus["state"] = {"running": {"startedAt": timestamp(run.started_at)}}
@@ -144,8 +154,10 @@ def pod_status(run: PodRun) -> JSON:
         if run.waiting_message:
             waiting["message"] = run.waiting_message
         cstatus["state"] = {"waiting": waiting}
+        if run.restart_count:
+            phase = "Running"  # started before, waiting to restart: a crash-looping pod
 
-    ready = phase == "Running"
+    ready = phase == "Running" and run.running
     ready_since = run.finished_at if phase in ("Succeeded", "Failed") else run.started_at
     not_ready_reason = {"Succeeded": "PodCompleted", "Failed": "PodFailed"}.get(
         phase, "ContainersNotReady"
@@ -179,6 +191,29 @@ def pod_status(run: PodRun) -> JSON:
         status["reason"] = run.pod_reason
         status["message"] = run.pod_message
     return status
+
+
+def keep_server_fields(current: JSON, desired: JSON) -> JSON:
+    """`desired` with what others own in the stored status kept as they wrote it.
+
+    The scheduler writes `PodScheduled` and the API server `qosClass` (immutable once set);
+    conditions of types the runner never writes (a `DisruptionTarget` from the eviction API, a
+    readiness gate's condition) stay. A kubelet's strategic merge patch keeps them by merging
+    conditions by type; the runner's merge patch replaces the whole list, so it carries them.
+    """
+    stored = [c for c in current.get("conditions") or [] if isinstance(c, dict)]
+    by_type = {c.get("type"): c for c in stored}
+    ours = [c for c in desired.get("conditions") or [] if isinstance(c, dict)]
+    conditions = [
+        by_type[c["type"]] if c["type"] in SERVER_OWNED_CONDITIONS and c["type"] in by_type else c
+        for c in ours
+    ]
+    own_types = {c["type"] for c in ours}
+    conditions += [c for c in stored if c.get("type") not in own_types]
+    kept = {**desired, "conditions": conditions}
+    if current.get("qosClass"):
+        kept["qosClass"] = current["qosClass"]
+    return kept
 
 
 def status_differs(current: JSON, desired: JSON) -> bool:

@@ -5,13 +5,17 @@ lists, then watches from the list's resourceVersion, resumes after a dropped str
 seen resourceVersion, and relists after `410 Gone` or any error. A relist *merges*: an object the
 cache learnt from a write of our own after the list was taken (newer resourceVersion) is kept, so
 a controller that created a Pod a moment ago never sees it vanish and creates a duplicate.
+
+`params` narrow both the list and the watch (a node's `fieldSelector=spec.nodeName=<node>`: the
+Node authorizer lets a kubelet list and watch only the pods bound to it, and only when it asks for
+exactly those).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .kubeapi import JSON, ApiClient, ApiError
 
@@ -51,9 +55,11 @@ class WatchCache:
         *,
         watch_timeout: int = 30,
         retry_delay: float = 0.5,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.path = path
+        self.params = dict(params or {})
         self.objects: dict[Key, JSON] = {}
         self.synced = asyncio.Event()
         self._on_change = on_change
@@ -92,7 +98,7 @@ class WatchCache:
             await asyncio.sleep(self._retry_delay)
 
     async def _relist(self) -> str:
-        items, rv = await self.client.list(self.path)
+        items, rv = await self.client.list(self.path, **self.params)
         list_rv = int(rv) if rv.isdigit() else None
         fresh: dict[Key, JSON] = {}
         for obj in items:
@@ -118,7 +124,10 @@ class WatchCache:
 
     async def _watch_from(self, rv: str) -> str:
         """Follow one watch stream; returns the resourceVersion to resume from."""
-        async for event in self.client.watch(self.path, rv, timeout_seconds=self._watch_timeout):
+        events = self.client.watch(
+            self.path, rv, timeout_seconds=self._watch_timeout, params=self.params
+        )
+        async for event in events:
             kind = event.get("type")
             obj = event.get("object")
             if not isinstance(obj, dict):

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--state-dir", default=None, help="keep PKI, kubeconfigs and logs here")
     cluster.add_argument("--build-only", action="store_true", help="build, print the bin dir")
+    cluster.add_argument("--no-node", action="store_true", help="the control plane alone")
     cluster.set_defaults(func=_cmd_cluster)
     return parser
 

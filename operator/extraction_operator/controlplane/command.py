@@ -1,18 +1,22 @@
 """`extraction-operator cluster`: build (or reuse) the control plane and run it in the foreground.
 
-For people and for `make cluster`: it prints the admin kubeconfig's path, then serves until
-interrupted (Ctrl-C or SIGTERM), stopping every component cleanly on the way out.
+For people and for `make cluster`: the control plane plus the process kubelet as its node (unless
+`--no-node`), exactly as the real test tier runs them. It prints the admin kubeconfig's path, then
+serves until interrupted (Ctrl-C or SIGTERM), stopping every component cleanly on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+
+from extraction_operator.localcluster.node import DEFAULT_NODE_NAME, ProcessNode, node_identity
 
 from .build import BuildError, build
 from .cluster import ControlPlane, StartError
@@ -37,7 +41,19 @@ def run_cluster(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     state = Path(args.state_dir) if args.state_dir else None
     try:
-        with ControlPlane(binaries, state_dir=state, keep_state=state is not None) as plane:
+        with contextlib.ExitStack() as stack:
+            plane = stack.enter_context(
+                ControlPlane(binaries, state_dir=state, keep_state=state is not None)
+            )
+            if not args.no_node:
+                identity = plane.issue_identity("node", *node_identity(DEFAULT_NODE_NAME))
+                stack.enter_context(
+                    ProcessNode(
+                        identity.kubeconfig,
+                        provisioner_kubeconfig=plane.admin_kubeconfig,
+                        workdir=plane.root / "node",
+                    )
+                )
             print(f"kubeconfig: {plane.admin_kubeconfig}", flush=True)
             stop.wait()
     except StartError as exc:

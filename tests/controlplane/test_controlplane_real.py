@@ -3,6 +3,7 @@ cannot start (the real tier is never skipped)."""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from cluster_kit import Kubectl
 from extraction_operator.controlplane.build import COMMANDS, Binaries
 from extraction_operator.controlplane.cluster import ControlPlane, StartError
 
@@ -78,3 +80,44 @@ def test_a_component_that_cannot_start_fails_with_its_log(
         plane.__enter__()
     assert "cannot open the data directory" in str(failed.value)
     assert not plane.components
+
+
+def test_the_openapi_v2_document_decodes(real_cluster: Any) -> None:
+    """A Go 1.27 build without GOEXPERIMENT=nojsonv2 serves an OpenAPI v2 document kubectl
+    cannot decode; the build turns the old JSON library back on, and this keeps it honest."""
+    api = _api(real_cluster.admin_kubeconfig)
+    response = api.call_api("GET", api.configuration.host + "/openapi/v2",
+                            header_params={"Accept": "application/json"})  # fmt: skip
+    response.read()
+    document = json.loads(response.data)
+    assert document["swagger"] == "2.0"
+    assert "io.k8s.api.batch.v1.Job" in document["definitions"]
+
+
+def test_kubectl_apply_computes_a_patch_from_the_servers_openapi(
+    real_cluster: Any, tmp_path: Path
+) -> None:
+    """The second `kubectl apply` of an object computes a strategic merge patch from the
+    server's OpenAPI models: what failed against a server built with the new JSON library."""
+    kubectl = Kubectl(real_cluster.admin_kubeconfig)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "openapi-check", "namespace": "default"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "openapi-check"}},
+            "template": {
+                "metadata": {"labels": {"app": "openapi-check"}},
+                "spec": {"containers": [{"name": "c", "image": "x", "args": ["one"]}]},
+            },
+        },
+    }
+    try:
+        kubectl.apply(deployment)
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"] = ["two"]
+        kubectl.apply(deployment)
+        applied = kubectl.json("get", "deployment", "openapi-check", "-n", "default")
+        assert applied["spec"]["template"]["spec"]["containers"][0]["args"] == ["two"]
+    finally:
+        kubectl.run("delete", "deployment", "openapi-check", "-n", "default", check=False)

@@ -189,7 +189,12 @@ def test_exhausted_retries_fail_the_run_with_the_stage_message(
     assert "provider said no" in run["status"]["message"]
     assert _condition(run, "Stalled")["status"] == "True"
     assert _condition(run, "Ready")["status"] == "False"
-    assert "StageFailed" in {e["reason"] for e in kube.events("exhausted")}
+    # The Event is posted after the status write that the wait above saw.
+    wait_for(
+        lambda: "StageFailed" in {e["reason"] for e in kube.events("exhausted")},
+        10,
+        what="the StageFailed Event",
+    )
 
 
 def test_non_retryable_exit_code_fails_at_once(
@@ -262,7 +267,12 @@ def test_a_cycle_is_stalled_with_its_path(
     assert "chunk -> mentions -> chunk" in cyclic["message"]
     assert cyclic["reason"] == "InvalidSpec"
     assert kube.jobs("cyclic") == []
-    assert "InvalidSpec" in {e["reason"] for e in kube.events("cyclic")}
+    # The Event is posted after the status write that the wait above saw.
+    wait_for(
+        lambda: "InvalidSpec" in {e["reason"] for e in kube.events("cyclic")},
+        10,
+        what="the InvalidSpec Event",
+    )
 
 
 def test_unknown_dependency_is_refused_by_the_api_and_stalled_by_the_operator(

@@ -127,6 +127,29 @@ def test_volumes_map_to_host_directories_and_paths_are_rewritten(paths: PodPaths
     assert rewrite_path("/workspaces", mounts) == "/workspaces"
 
 
+def test_a_host_program_under_a_mount_path_keeps_its_path(paths: PodPaths, tmp_path: Path) -> None:
+    """The operator's Deployment mounts an emptyDir at /tmp; run from a checkout under /tmp, its
+    console script must still run from the host, while its arguments are rewritten as before."""
+    program = tmp_path / "bin" / "tool"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    mount_path = str(tmp_path)
+    container = {
+        "command": [str(program), f"{mount_path}/out"],
+        "volumeMounts": [{"name": "scratch", "mountPath": mount_path}],
+    }
+    pod = make_pod(container, volumes=[{"name": "scratch", "emptyDir": {}}])
+    launch = build_launch(pod, paths, {}, node_name="n", base_env={})
+    assert launch.argv[0] == str(program)
+    assert launch.argv[1] == f"{paths.volume('scratch')}/out"
+    missing = make_pod(
+        {**container, "command": [f"{mount_path}/run.sh"]},
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+    )
+    launched = build_launch(missing, paths, {}, node_name="n", base_env={})
+    assert launched.argv[0] == f"{paths.volume('scratch')}/run.sh"
+
+
 def test_mount_of_an_undeclared_volume_is_a_spec_error(paths: PodPaths) -> None:
     container = {"volumeMounts": [{"name": "nope", "mountPath": "/x"}]}
     with pytest.raises(PodSpecError, match="no volume named 'nope'"):

@@ -26,7 +26,10 @@ emulator's by default, `nodesetup.NodePodSetup` on a real cluster.
 Missing secrets or config maps keep the pod `Pending` with a `CreateContainerConfigError`
 waiting state and are retried every second, as on a real node (set `config_errors_fail_pods` to
 fail such pods at once instead). A pod that can never run here (no `command`, program not found)
-fails with a `StartError` container state, exit code 128, like a runtime that cannot exec.
+fails with a `StartError` container state, exit code 128, like a runtime that cannot exec; the
+check runs before the process starts (`runtimechecks.py`), since inside the node's mount-namespace
+wrapper a failed exec would look like an ordinary exit 127. An image reference that cannot be
+parsed keeps the pod waiting with `InvalidImageName`, as a kubelet does.
 
 A pod found `Running` that this runner instance never started (the runner restarted and its
 processes died with it) is failed with pod reason `NodeLost` and container reason
@@ -61,6 +64,7 @@ from .podspec import (
 )
 from .podstatus import PodRun, keep_server_fields, pod_status, status_differs, status_update
 from .processes import StageProcess, exit_code_of, log_tail, read_termination_message
+from .runtimechecks import exec_problem, image_problem
 from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -290,6 +294,12 @@ class Kubelet:
 
     async def _start(self, run: PodRun) -> None:
         pod = run.pod
+        bad_image = image_problem(first_container(pod).get("image"))
+        if bad_image is not None:
+            # The kubelet keeps such a pod waiting (the image is mutable); so does this node.
+            run.waiting_reason, run.waiting_message = "InvalidImageName", bad_image
+            run.config_retry_at = time.monotonic() + CONFIG_RETRY_SECONDS
+            return
         try:
             keys = referenced_sources(first_container(pod))
             objects = await self._fetch_sources(run.namespace, keys)
@@ -316,6 +326,10 @@ class Kubelet:
             return
         for directory in launch.host_dirs:
             directory.mkdir(parents=True, exist_ok=True)
+        cannot_exec = exec_problem(launch.argv[0], launch.env.get("PATH", ""), launch.cwd)
+        if cannot_exec is not None:
+            run.start_error, run.finished_at = cannot_exec, _now()
+            return
         run.paths.kubeconfig.write_text(prepared.kubeconfig)
         run.paths.termination_message.write_bytes(b"")
         try:

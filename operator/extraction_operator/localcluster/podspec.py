@@ -373,7 +373,8 @@ def build_launch(
     env.update({name: rewrite_path(value, mounts) for name, value in declared.items()})
     env["KUBECONFIG"] = str(paths.kubeconfig)
     env["TERMINATION_MESSAGE_PATH"] = str(paths.termination_message)
-    argv = [rewrite_path(expand(str(part), env), mounts) for part in [*command, *args]]
+    program, *rest = (expand(str(part), env) for part in [*command, *args])
+    argv = [_program_path(program, mounts), *(rewrite_path(part, mounts) for part in rest)]
     if argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable
     working_dir = str(container.get("workingDir") or "")
@@ -387,6 +388,17 @@ def build_launch(
     }
     binds = tuple(Mount(path, host, path in read_only) for path, host in mounts)
     return Launch(argv=argv, env=env, cwd=cwd, host_dirs=dirs, mounts=binds)
+
+
+def _program_path(program: str, mounts: list[tuple[str, Path]]) -> str:
+    """The program runs from the host: a container's executable comes from its image, which is
+    the host here. So a program that exists on the host keeps its path even when a volume is
+    mounted over its directory (a pod with an emptyDir at /tmp, run from a checkout under /tmp);
+    only a program that exists nowhere but in a volume (a script on the workspace) is rewritten.
+    """
+    if os.path.isabs(program) and os.path.exists(program):
+        return program
+    return rewrite_path(program, mounts)
 
 
 def _list(value: object) -> list[JSON]:

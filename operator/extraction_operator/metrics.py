@@ -15,6 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from extraction_operator.planner.node_state import wire_phase_in_flight
+from extraction_operator.planner.startup import cause_of, metric_reason
+
 RUN_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
 
@@ -64,6 +67,14 @@ class Metrics:
             "extraction_job_adoptions", "Stage Jobs found existing and adopted", registry=r
         )
         self.retries = Counter("extraction_retries", "Stage retries scheduled", registry=r)
+        self.start_problems = Counter(
+            "extraction_stage_start_problems",
+            "Causes that kept a stage attempt's pod from starting, each counted once per attempt "
+            "(reason: FailedCreate, Unschedulable, ErrImagePull, CreateContainerConfigError, "
+            "..., Other)",
+            ["reason"],
+            registry=r,
+        )
         self.circuit_transitions = Counter(
             "extraction_circuit_transitions",
             "Circuit breaker transitions seen by the operator",
@@ -108,16 +119,19 @@ class Metrics:
     def record_node_transitions(
         self, old_nodes: Mapping[str, Any], new_nodes: Mapping[str, Any]
     ) -> None:
-        """Count finished attempts and scheduled retries from the change of node status."""
+        """Count finished attempts, scheduled retries and newly reported start problems from the
+        change of node status."""
         for key, new in new_nodes.items():
             if not isinstance(new, Mapping):
                 continue
             old = old_nodes.get(key) if isinstance(old_nodes.get(key), Mapping) else {}
             assert isinstance(old, Mapping)
-            finished_attempt = (
-                new.get("attempts") == old.get("attempts") and old.get("phase") == "Running"
+            for reason in new_start_causes(old, new):
+                self.start_problems.labels(metric_reason(reason)).inc()
+            finished_attempt = new.get("attempts") == old.get("attempts") and wire_phase_in_flight(
+                old
             )
-            if not finished_attempt or new.get("phase") == "Running":
+            if not finished_attempt or wire_phase_in_flight(new):
                 continue
             outcome = _outcome(new)
             self.stage_attempts.labels(outcome).inc()
@@ -126,6 +140,24 @@ class Metrics:
                 self.stage_duration.labels(outcome).observe(duration)
             if new.get("phase") == "Waiting":
                 self.retries.inc()
+
+
+def _reasons(node: Mapping[str, Any]) -> list[str]:
+    value = node.get("startProblems")
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def new_start_causes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Start-problem reasons in `new` whose cause `old` (the same attempt) had not reported: the
+    ones the planner posted a `StageCannotStart` Event for."""
+    same_attempt = old.get("attempts") == new.get("attempts")
+    seen = {cause_of(reason) for reason in _reasons(old)} if same_attempt else set()
+    fresh: list[str] = []
+    for reason in _reasons(new):
+        if cause_of(reason) not in seen:
+            seen.add(cause_of(reason))
+            fresh.append(reason)
+    return fresh
 
 
 def _outcome(node: Mapping[str, Any]) -> str:
@@ -137,6 +169,8 @@ def _outcome(node: Mapping[str, Any]) -> str:
         "DeadlineExceeded": "deadline_exceeded",
         "PodLost": "pod_lost",
         "NonRetryable": "non_retryable",
+        "StartDeadlineExceeded": "start_deadline_exceeded",
+        "StartError": "start_error",
     }.get(reason, "error")
 
 

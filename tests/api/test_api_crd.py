@@ -20,6 +20,7 @@ from extraction_operator.api.crd import (
     generate_crd,
     render_crd_yaml,
 )
+from extraction_operator.api.immutability import ROOT_RULES
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED_CRD = REPO / "crds" / "extractionruns.yaml"
@@ -257,6 +258,7 @@ def test_the_rules_are_on_the_documented_nodes(root_schema: JSON) -> None:
     placed = {(path, rule) for rule, path, _ in _rules_with_scope(root_schema)}
     expected = {(".spec", r["rule"]) for r in SPEC_RULES}
     expected |= {(".spec.stages", r["rule"]) for r in STAGES_RULES}
+    expected |= {("", r["rule"]) for r in ROOT_RULES}  # identity fields: api/immutability.py
     assert placed == expected
 
 
@@ -276,8 +278,10 @@ def test_every_value_a_rule_walks_is_bounded(root_schema: JSON) -> None:
     for rule, scope, node in _rules_with_scope(root_schema):
         named = set(FIELD_ACCESS.findall(rule))
         for path, sub in walk(node, scope):
-            leaf = re.findall(r"\w+", path)[-1]
-            walked = "oldSelf" in rule or path == scope or leaf in named
+            leaf = (re.findall(r"\w+", path) or [""])[-1]  # "" at the root
+            # `self == oldSelf` compares everything under its node; other rules (transition
+            # rules naming fields included) walk the fields they name.
+            walked = rule.strip() == "self == oldSelf" or path == scope or leaf in named
             reason = _unbounded(sub) if walked else None
             if reason:
                 problems.append(f"{path}: {reason} (walked by {rule!r})")

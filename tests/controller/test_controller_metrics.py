@@ -39,6 +39,52 @@ def test_finished_attempts_are_counted_by_outcome() -> None:
     assert _value(metrics, "extraction_stage_duration_seconds_sum", outcome="succeeded") == 30
 
 
+def test_start_problems_are_counted_once_per_cause_and_attempt_with_bounded_labels() -> None:
+    metrics = Metrics()
+    launched = {"a": {"phase": "Running", "attempts": 1}}
+    stuck = {
+        "a": {
+            "phase": "Pending",
+            "attempts": 1,
+            "reason": "ErrImagePull",
+            "startProblems": ["ErrImagePull"],
+        }
+    }
+    metrics.record_node_transitions(launched, stuck)
+    metrics.record_node_transitions(stuck, stuck)  # re-planned: nothing new
+    backing_off = {
+        "a": {
+            **stuck["a"],
+            "reason": "ImagePullBackOff",
+            "startProblems": ["ErrImagePull", "ImagePullBackOff", "SomethingNew"],
+        }
+    }
+    metrics.record_node_transitions(stuck, backing_off)  # one cause, two names; and a new one
+    assert _value(metrics, "extraction_stage_start_problems_total", reason="ErrImagePull") == 1
+    assert _value(metrics, "extraction_stage_start_problems_total", reason="ImagePullBackOff") == 0
+    assert _value(metrics, "extraction_stage_start_problems_total", reason="Other") == 1
+    # The next attempt meets the same cause: counted again.
+    retried = {"a": {**stuck["a"], "attempts": 2}}
+    metrics.record_node_transitions(backing_off, retried)
+    assert _value(metrics, "extraction_stage_start_problems_total", reason="ErrImagePull") == 2
+
+
+def test_an_attempt_that_never_started_is_a_finished_attempt_when_it_ends() -> None:
+    """A stuck attempt is `Pending` on the wire but was in flight: its end is counted."""
+    metrics = Metrics()
+    stuck = {
+        "a": {"phase": "Pending", "attempts": 1, "reason": "X", "startProblems": ["X"]},
+    }
+    ended = {"a": {"phase": "Waiting", "attempts": 1, "reason": "StartDeadlineExceeded"}}
+    metrics.record_node_transitions(stuck, ended)
+    outcome = "start_deadline_exceeded"
+    assert _value(metrics, "extraction_stage_attempts_total", outcome=outcome) == 1
+    assert _value(metrics, "extraction_retries_total") == 1
+    failed = {"a": {"phase": "Failed", "attempts": 1, "reason": "StartError"}}
+    metrics.record_node_transitions({"a": {"phase": "Running", "attempts": 1}}, failed)
+    assert _value(metrics, "extraction_stage_attempts_total", outcome="start_error") == 1
+
+
 def test_replaying_the_same_transition_counts_nothing() -> None:
     metrics = Metrics()
     same = {"a": {"phase": "Succeeded", "attempts": 1}}

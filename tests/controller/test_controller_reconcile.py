@@ -172,7 +172,7 @@ async def test_a_stage_account_without_the_stage_role_is_reported_on_the_run() -
     await _settle(reconciler)
     users = {review["spec"]["user"] for review in api.reviews}
     assert users == {"system:serviceaccount:ns:default"}
-    assert {r["spec"]["resourceAttributes"]["verb"] for r in api.reviews} == {"get", "patch"}
+    assert {r["spec"]["resourceAttributes"]["verb"] for r in api.reviews} == {"patch"}
     assert all(r["spec"]["resourceAttributes"]["name"] == "xr" for r in api.reviews)
     shared = _condition(api.writes[-1], "CircuitBreakersShared")
     assert shared is not None
@@ -180,9 +180,9 @@ async def test_a_stage_account_without_the_stage_role_is_reported_on_the_run() -
     warning = event_messages(api, "CircuitBreakersNotShared")
     assert len(warning) == 1
     assert "ns/default" in warning[0]
-    assert "may not get or patch extractionruns/xr" in warning[0]
-    assert "spec.serviceAccountName" in warning[0]
-    assert "manifests/stage" in warning[0]
+    assert "may not patch extractionruns/xr" in warning[0]
+    assert "Role extraction-stage-<run>" in warning[0]
+    assert "manifests/clusterrole.yaml" in warning[0]
 
 
 async def test_the_stage_account_named_in_the_spec_is_the_one_checked() -> None:

@@ -53,6 +53,7 @@ DOCUMENTS = _validatable()
 def test_there_is_something_to_validate() -> None:
     kinds = {document["kind"] for _, document in DOCUMENTS}
     assert {"Namespace", "ServiceAccount", "ClusterRole", "Deployment", "Role"} <= kinds
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -149,24 +150,27 @@ def test_kubectl_kustomize_builds_the_install() -> None:
         ("ClusterRoleBinding", None, "extraction-operator"),
         ("Deployment", "extraction-system", "extraction-operator"),
         ("ServiceAccount", "default", "extraction-stage"),
-        ("Role", "default", "extraction-stage"),
-        ("RoleBinding", "default", "extraction-stage"),
+        ("ValidatingAdmissionPolicy", None, "extraction-stage-confinement"),
+        ("ValidatingAdmissionPolicyBinding", None, "extraction-stage-confinement"),
+        ("ValidatingAdmissionPolicy", None, "extraction-operator-roles"),
+        ("ValidatingAdmissionPolicyBinding", None, "extraction-operator-roles"),
+        ("ValidatingAdmissionPolicy", None, "extraction-operator-rolebindings"),
+        ("ValidatingAdmissionPolicyBinding", None, "extraction-operator-rolebindings"),
     }
 
 
 @needs_kubectl
 def test_stage_permissions_move_to_another_namespace_with_an_overlay(tmp_path: Path) -> None:
-    """The documented way to give stage pods their permissions in another namespace: an overlay
-    that sets `namespace:`. The RoleBinding's subject must follow, or the pods get nothing."""
+    """The documented way to give stage pods their identity in another namespace: an overlay that
+    sets `namespace:` (the operator grants it `patch` on each of its runs there)."""
     shutil.copytree(MANIFESTS / "stage", tmp_path / "stage")
     overlay = tmp_path / "team-a"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text("namespace: team-a\nresources: [../stage]\n")
     documents = _kustomize(overlay)
     assert {d["metadata"]["namespace"] for d in documents} == {"team-a"}
-    (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "extraction-stage", "namespace": "team-a"}
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        ("ServiceAccount", "extraction-stage")
     ]
 
 

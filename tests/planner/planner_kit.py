@@ -20,6 +20,7 @@ from extraction_operator.planner import (
     RunSnapshot,
     plan_run,
 )
+from extraction_operator.planner.types import StartProblem
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 RUN = "xr"
@@ -87,6 +88,10 @@ def observed(
     started_at: datetime | None = NOW,
     finished_at: datetime | None = None,
     deleting: bool = False,
+    pending: bool = False,
+    start_problem: StartProblem | None = None,
+    container_started_at: datetime | None = None,
+    exit_reason: str | None = None,
 ) -> ObservedJob:
     return ObservedJob(
         name=name,
@@ -101,6 +106,10 @@ def observed(
         started_at=started_at,
         finished_at=finished_at,
         deleting=deleting,
+        pending=pending,
+        start_problem=start_problem,
+        container_started_at=container_started_at,
+        exit_reason=exit_reason,
     )
 
 
@@ -143,7 +152,10 @@ class FakeCluster:
         )
 
     def step(self) -> Plan:
-        """Plan, then do what the plan says (create, delete, write status)."""
+        """Plan, then do what the plan says (create, delete, write status). A deleted Job lingers
+        (`deleting`, its pod terminating) until the next step, as the garbage collector makes it
+        on a real cluster: the planner must not count on it being gone at once."""
+        self.collect_garbage()
         plan = plan_run(self.snapshot())
         for manifest in plan.create_jobs:
             meta = manifest["metadata"]
@@ -154,13 +166,18 @@ class FakeCluster:
                 started_at=self.now,
             )
         for name in plan.delete_jobs:
-            self.jobs.pop(name, None)
+            if name in self.jobs:
+                self.jobs[name] = replace(self.jobs[name], deleting=True)
         self.status = plan.status
         self.history.append(plan)
         return plan
 
+    def collect_garbage(self) -> None:
+        """Jobs deleted by an earlier step are gone now."""
+        self.jobs = {name: job for name, job in self.jobs.items() if not job.deleting}
+
     def active(self) -> list[ObservedJob]:
-        return [job for job in self.jobs.values() if job.phase == "Active"]
+        return [job for job in self.jobs.values() if job.phase == "Active" and not job.deleting]
 
     def job_of(self, node: str) -> ObservedJob:
         """The newest Job of a node."""
@@ -185,6 +202,19 @@ class FakeCluster:
             failure_reason=failure_reason or (None if exit_code == 0 else "BackoffLimitExceeded"),
             pod_reason=pod_reason,
             finished_at=self.now,
+        )
+
+    def cannot_start(self, node: str, reason: str | None = None, message: str = "") -> None:
+        """The node's current Job has not started; `reason` (None: the cluster gives none)."""
+        job = self.job_of(node)
+        problem = StartProblem(reason, message or f"{reason} message") if reason else None
+        self.jobs[job.name] = replace(job, pending=True, start_problem=problem)
+
+    def starts(self, node: str) -> None:
+        """The node's current Job's stage container starts running now."""
+        job = self.job_of(node)
+        self.jobs[job.name] = replace(
+            job, pending=False, start_problem=None, container_started_at=self.now
         )
 
     def tick(self, seconds: float) -> None:

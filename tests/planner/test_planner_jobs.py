@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from planner_kit import UID, snapshot, spec, stage
 
 from extraction_operator.planner import plan_run
@@ -70,7 +71,8 @@ def test_metadata_labels_annotation_and_owner() -> None:
 def test_job_spec_and_container() -> None:
     job = first_job(FULL_SPEC)
     assert job["spec"]["backoffLimit"] == 0
-    assert job["spec"]["activeDeadlineSeconds"] == 600
+    # The default start window (600 s) plus the stage's run time: see the next test.
+    assert job["spec"]["activeDeadlineSeconds"] == 600 + 600
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "extraction-stage"
@@ -123,6 +125,22 @@ def test_env_builtins_then_run_then_stage_with_stage_winning() -> None:
     assert circuits["llm"]["recoveryTimeoutSeconds"] == 30
     token = next(item for item in env if item["name"] == "TOKEN")
     assert token == {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+
+
+@pytest.mark.parametrize(
+    ("run_start", "stage_start", "deadline"),
+    [(None, None, 60 + 600), (30, None, 60 + 30), (30, 5, 60 + 5), (None, 5, 60 + 5)],
+)
+def test_the_jobs_deadline_is_the_start_window_plus_the_run_time(
+    run_start: int | None, stage_start: int | None, deadline: int
+) -> None:
+    """The Job controller counts from the Job's start, which includes the time its pod could
+    not start: a deadline of `timeoutSeconds` alone would cut the stage's run time short by
+    however long it waited (or fail a pod stuck starting as `DeadlineExceeded`)."""
+    fields = {} if stage_start is None else {"startTimeoutSeconds": stage_start}
+    run = {} if run_start is None else {"startTimeoutSeconds": run_start}
+    job = first_job(spec(stage("a", timeoutSeconds=60, **fields), **run))
+    assert job["spec"]["activeDeadlineSeconds"] == deadline
 
 
 def test_minimal_stage_uses_run_image_and_omits_optional_fields() -> None:

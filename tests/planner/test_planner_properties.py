@@ -2,7 +2,9 @@
 
 Every step checks the planner's safety promises (dependencies first, parallelism, attempts never
 decrease, nothing launched by a finished run, determinism, idempotency), and every simulation
-must end with the run Succeeded or Failed: the planner never wedges."""
+must end with the run Succeeded or Failed: the planner never wedges, not even when pods cannot
+start (`stuck`: only the start deadline ends such an attempt) or stages outlive their timeout
+(`started`: only the operator's own run-time deadline ends it)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,18 @@ from extraction_operator.api.validation import parse_spec
 from extraction_operator.planner import CircuitGate, plan_run
 from extraction_operator.planner.nodes import build_graph
 
-OUTCOMES = ("ok", "error", "nonretryable", "circuit", "lost", "timeout", "evicted")
+OUTCOMES = (
+    "ok",
+    "error",
+    "nonretryable",
+    "circuit",
+    "lost",
+    "timeout",
+    "evicted",
+    "stuck",
+    "started",
+    "cause-gone",
+)
 
 
 @st.composite
@@ -34,6 +47,8 @@ def runs(draw: st.DrawFn) -> dict[str, Any]:
                 "command": ["run"],
                 "shards": draw(st.sampled_from([1, 1, 2, 3])),
                 "circuits": ["llm"] if draw(st.booleans()) else [],
+                "timeoutSeconds": draw(st.sampled_from([None, None, 30])),
+                "startTimeoutSeconds": draw(st.sampled_from([None, 20])),
             }
         )
     order = draw(st.permutations(stages))  # spec order need not be topological
@@ -59,7 +74,11 @@ def _dependencies(run_spec: dict[str, Any]) -> dict[str, tuple[str, ...]]:
 
 
 def _strip_none(run_spec: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in run_spec.items() if value is not None}
+    stages = [
+        {key: value for key, value in item.items() if value is not None}
+        for item in run_spec["stages"]
+    ]
+    return {key: value for key, value in run_spec.items() if value is not None} | {"stages": stages}
 
 
 def _finish(cluster: FakeCluster, node: str, outcome: str) -> None:
@@ -75,6 +94,12 @@ def _finish(cluster: FakeCluster, node: str, outcome: str) -> None:
         cluster.finish(node, 143, failure_reason="DeadlineExceeded")
     elif outcome == "evicted":
         cluster.finish(node, 137, pod_reason="Evicted")
+    elif outcome == "stuck":  # its pod cannot start, and never will: nothing finishes the Job
+        cluster.cannot_start(node, "Unschedulable", "cannot schedule the pod: 0/1 nodes")
+    elif outcome == "started":  # runs on and on: only a stage timeout ends it
+        cluster.starts(node)
+    elif outcome == "cause-gone":  # a cause that goes away: the pod is being set up
+        cluster.cannot_start(node, None)
     else:  # lost: the Job vanishes
         del cluster.jobs[cluster.job_of(node).name]
 
@@ -100,6 +125,7 @@ def test_simulated_runs_are_safe_and_always_finish(
             cluster.circuits = {"llm": CircuitGate("open", retry_at)} if opened else {}
         elif step == 40:
             cluster.circuits = {}
+        cluster.collect_garbage()
         before = cluster.snapshot()
         old_status = cluster.status
         plan = cluster.step()
@@ -131,6 +157,8 @@ def test_simulated_runs_are_safe_and_always_finish(
             job = data.draw(st.sampled_from(active), label="job")
             outcome = pending_outcomes.pop(0) if pending_outcomes else "ok"
             _finish(cluster, job.node, outcome)
+        elif any(job.deleting for job in cluster.jobs.values()):
+            continue  # the garbage collector removes it next step: its DELETED event wakes the run
         elif plan.requeue_after is not None:
             cluster.tick(plan.requeue_after)
         elif active:

@@ -85,3 +85,21 @@ def test_holder_names_pod_node_attempt_and_process(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("EXTRACTION_ATTEMPT", "1")
     holder = default_holder()
     assert holder.startswith("run-mentions-3-1-abcde mentions[3]#1 pid ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "attribute", "expected"),
+    [
+        ("EXTRACTION_BREAKER_MAX_SECONDS", "300", "_max_seconds", 300.0),
+        ("EXTRACTION_BREAKER_MAX_SECONDS", "0", "_max_seconds", 15.0),
+        ("EXTRACTION_BREAKER_ENROLLMENT_SECONDS", "180", "_enrollment_wait", 180.0),
+        ("EXTRACTION_BREAKER_ENROLLMENT_SECONDS", "nan", "_enrollment_wait", 60.0),
+        ("EXTRACTION_BREAKER_ENROLLMENT_SECONDS", "-1", "_enrollment_wait", 60.0),
+        ("EXTRACTION_BREAKER_MAX_ATTEMPTS", "40", "_max_attempts", 40),
+    ],
+)
+def test_budgets_are_tunable_within_bounds(
+    name: str, value: str, attribute: str, expected: float
+) -> None:
+    breaker = breaker_from_env({name: value})
+    assert getattr(breaker.store, attribute) == expected

@@ -112,8 +112,8 @@ def test_a_refused_breaker_is_logged_as_forbidden_with_the_fix_and_the_stage_car
     text = errors[0]
     assert "forbidden" in text
     assert USER in text
-    assert "spec.serviceAccountName: extraction-stage" in text
-    assert "manifests/stage" in text
+    assert "spec.stages[].circuits" in text
+    assert "extraction-stage-<run>" in text
     assert "unreachable" not in caplog.text.lower()
     assert breaker.stats.access_denied >= 1
     assert len(requests) <= 2, f"a refusal must pause the bookkeeping, not retry: {requests}"

@@ -36,6 +36,13 @@ ANNOTATION_LAUNCHED_BY: Final = f"{GROUP}/launched-by"
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
 ANNOTATION_BREAKERS: Final = f"{GROUP}/circuit-breakers"
 
+# How long a stage attempt may take to start (its pod created, scheduled and its container
+# running) when neither the run nor the stage says: the default of a Deployment's
+# `progressDeadlineSeconds`, long enough for a multi-gigabyte image pull or a node the cluster
+# autoscaler adds, short enough that a first-day mistake (a missing ServiceAccount, Secret or
+# claim) ends the attempt in minutes rather than never. docs/api.md explains the choice.
+DEFAULT_START_TIMEOUT_SECONDS: Final = 600
+
 # Exit code a stage uses to say "a circuit breaker was open, I did not try" (EX_TEMPFAIL).
 EXIT_CIRCUIT_OPEN: Final = 75
 
@@ -45,6 +52,7 @@ MAX_SHARDS: Final = 500
 MAX_NODES: Final = 2000
 MAX_STAGE_NAME: Final = 40
 MAX_MESSAGE_BYTES: Final = 1024
+MAX_START_PROBLEMS: Final = 16  # distinct start-problem reasons recorded per attempt
 
 # Env given to every stage container.
 ENV_RUN: Final = "EXTRACTION_RUN"

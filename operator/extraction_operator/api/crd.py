@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .constants import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from .immutability import ROOT_RULES
 from .models import ExtractionRunSpec, ExtractionRunStatus
 
 JSON = dict[str, Any]
@@ -201,6 +202,7 @@ def generate_crd() -> JSON:
                             "type": "object",
                             "description": "A multi-stage extraction pipeline run as Jobs.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": ROOT_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

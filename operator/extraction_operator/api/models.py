@@ -23,7 +23,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .constants import MAX_MESSAGE_BYTES, MAX_SHARDS, MAX_STAGE_NAME, MAX_STAGES
+from .constants import (
+    DEFAULT_START_TIMEOUT_SECONDS,
+    MAX_MESSAGE_BYTES,
+    MAX_SHARDS,
+    MAX_STAGE_NAME,
+    MAX_STAGES,
+    MAX_START_PROBLEMS,
+)
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A C identifier, as Kubernetes requires of env var names it validates strictly.
@@ -208,6 +215,8 @@ class Stage(_Model):
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     depends_on: Annotated[list[StageName], Field(max_length=32)] = Field(default_factory=list)
     timeout_seconds: PositiveSeconds | None = None
+    # This stage's start deadline; unset: the run's `startTimeoutSeconds`.
+    start_timeout_seconds: PositiveSeconds | None = None
     circuits: Annotated[list[CircuitName], Field(max_length=8)] = Field(default_factory=list)
     shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 1
     resources: Resources | None = None
@@ -220,6 +229,8 @@ class ExtractionRunSpec(_Model):
     service_account_name: ObjectName | None = None
     suspend: bool = False
     active_deadline_seconds: PositiveSeconds | None = None
+    # How long an attempt may take from launch until its stage container runs; see api.md.
+    start_timeout_seconds: PositiveSeconds = DEFAULT_START_TIMEOUT_SECONDS
     parallelism: Annotated[int, Field(ge=1, le=1000)] = 4
     fail_fast: bool = True
     env: EnvList = Field(default_factory=list)
@@ -282,6 +293,12 @@ class NodeStatus(_StatusModel):
     exit_code: int | None = None
     reason: Annotated[str, Field(max_length=64)] | None = None
     message: Message | None = None
+    # Why the current attempt's pod could not start, each reason once, in the order first seen:
+    # the durable memory that reports each cause with one Event per attempt, across reconciles
+    # and operator restarts. Cleared when a new attempt starts.
+    start_problems: Annotated[
+        list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_START_PROBLEMS)
+    ] = Field(default_factory=list)
 
 
 class CircuitSummary(_StatusModel):
@@ -290,6 +307,10 @@ class CircuitSummary(_StatusModel):
     state: Literal["closed", "open", "half-open"] = "closed"
     failures: int = 0
     opened_at: datetime | None = None
+    # When a probe may next start: the recovery time of an open circuit, or the expiry of a probe
+    # lease someone holds. Read from the annotation after it was held to what is plausible (a
+    # stage may write anything there: docs/security.md), so it is the time the operator acts on.
+    next_probe_at: datetime | None = None
     last_error: Message | None = None
 
 

@@ -36,6 +36,22 @@ class AccessDenied(BookkeepingError):
         self.identity = identity  # "system:serviceaccount:ns:sa", when known
 
 
+# The words the admission policy (manifests/admission/stage-confinement.yaml) uses when the run's
+# status does not name the requesting pod's Job; a manifest test keeps the two in step.
+NOT_ENROLLED_MARKER = "runs no stage of ExtractionRun"
+
+
+class NotEnrolled(AccessDenied):
+    """The admission policy refused this pod: the run's status does not (yet) name its Job.
+
+    The operator records a Job in `status.nodes` right after creating it, so a pod that starts
+    fast can ask first: a race, not a verdict. The store waits for the operator (a bounded time)
+    instead of losing the write; only once that wait is spent is it a refusal like any other."""
+
+    def __init__(self, message: str, *, run: str, identity: str | None = None) -> None:
+        super().__init__(message, status=403, run=run, identity=identity)
+
+
 @dataclass(frozen=True)
 class RunSnapshot:
     resource_version: str
@@ -46,12 +62,12 @@ class RunSnapshot:
 
 class RunApi(Protocol):
     def read(self) -> RunSnapshot:
-        """GET the run. Raises ApiUnavailable or AccessDenied."""
+        """Read the run. Raises ApiUnavailable, AccessDenied or NotEnrolled."""
         ...
 
     def write(self, resource_version: str, annotation: str) -> RunSnapshot:
         """Set the annotation iff the run still has `resource_version`; return the new snapshot.
-        Raises WriteConflict, ApiUnavailable or AccessDenied."""
+        Raises WriteConflict, ApiUnavailable, AccessDenied or NotEnrolled."""
         ...
 
     @property

@@ -1,12 +1,14 @@
 """A per-process view of the run's breaker document that is at most `max_age` seconds old.
 
 DESIGN.md section 4's API budget: one object takes ~100 writes/s, so the SDK must not GET the run
-per provider call. Reads come from this cache; it is refreshed by a GET at most once per `max_age`
+per provider call. Reads come from this cache; it is refreshed by a read at most once per `max_age`
 (one second by default), and every read or write the store does anyway feeds it for free. A failed
 refresh keeps the old view and is not retried for `failure_backoff` seconds, so a down or hanging
 API server costs one request (and at most one request timeout) per few seconds per process, not one
 per call. A refused read (401/403) waits `denied_backoff` instead, and is reported as refused with
-its fix (`forbidden.report_denied`), not as a failure to reach the API.
+its fix (`forbidden.report_denied`), not as a failure to reach the API. A read refused because the
+run's status does not name this pod's Job yet (`NotEnrolled`, a race with the operator) is asked
+again soon, for as long as the store is willing to wait for the operator (`enrolling`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .api import AccessDenied, BookkeepingError, RunApi, RunSnapshot
+from .api import AccessDenied, BookkeepingError, NotEnrolled, RunApi, RunSnapshot
 from .document import EMPTY_DOCUMENT, BreakerDocument, parse_document
 from .forbidden import report_denied
 
@@ -43,7 +45,11 @@ class SnapshotCache:
         clock: Callable[[], float] = time.time,
         on_unreachable: Callable[[], None] = lambda: None,
         on_denied: Callable[[AccessDenied], None] = lambda error: None,
+        enrolling: Callable[[NotEnrolled], bool] = lambda error: False,
+        enrollment_backoff: float = 0.25,
     ) -> None:
+        self._enrolling = enrolling
+        self._enrollment_backoff = enrollment_backoff
         self._on_unreachable = on_unreachable
         self._on_denied = on_denied
         self._denied_backoff = denied_backoff
@@ -65,7 +71,7 @@ class SnapshotCache:
             return self._view
 
     def fresh(self, max_age: float | None = None) -> CachedView:
-        """The view, refreshed by one GET if it is older than `max_age` (default: the cache's)."""
+        """The view, refreshed by one read if it is older than `max_age` (default: the cache's)."""
         now = self._clock()
         limit = self._max_age if max_age is None else max_age
         with self._lock:
@@ -76,12 +82,16 @@ class SnapshotCache:
             self._view = CachedView(view.snapshot, view.document, now)
         try:
             snapshot = self._api.read()
-        except AccessDenied as exc:
-            report_denied(exc)
+        except NotEnrolled as exc:
+            if not self._enrolling(exc):
+                return self._refused(exc)
             with self._lock:
-                self._not_before = self._clock() + max(self._failure_backoff, self._denied_backoff)
-            self._on_denied(exc)
+                # Ask again after the short backoff, not after the cache's usual max-age.
+                self._not_before = self._clock() + self._enrollment_backoff
+                self._view = replace(self._view, fetched_at=float("-inf"))
             return self.current()
+        except AccessDenied as exc:
+            return self._refused(exc)
         except BookkeepingError as exc:
             logger.warning(
                 "circuit breakers: cannot read run %s (%s); using the last known state",
@@ -97,6 +107,13 @@ class SnapshotCache:
         self.refreshes += 1
         return self.offer(snapshot)
 
+    def _refused(self, error: AccessDenied) -> CachedView:
+        report_denied(error)
+        with self._lock:
+            self._not_before = self._clock() + max(self._failure_backoff, self._denied_backoff)
+        self._on_denied(error)
+        return self.current()
+
     def offer(self, snapshot: RunSnapshot) -> CachedView:
         """Record a snapshot obtained by any read or write; returns the parsed view."""
         document = self._parse(snapshot.annotation)
@@ -110,7 +127,7 @@ class SnapshotCache:
         with self._lock:
             if raw == self._last_raw and self._view.snapshot is not None:
                 return self._last_document
-        document, problem = parse_document(raw)
+        document, problem = parse_document(raw, now=self._clock())
         if problem is not None:
             self.problems.append(problem)
             logger.warning(

@@ -7,9 +7,11 @@ Shape (DESIGN.md section 4, plus `opens` and the probe's `nonce`)::
       "successes": 0, "lastError": "TimeoutError: ...", "updatedAt": "...Z",
       "generation": 3, "opens": 1}}}
 
-Parsing is tolerant on purpose: the annotation is writable by anyone with `patch` on the run, and a
-stage must never die because somebody hand-edited it. Every problem is returned as a string (and
-logged by the caller), the affected part is treated as closed, and the next write replaces it.
+Parsing is tolerant on purpose: the annotation is written by stage pods, which run untrusted code,
+and a stage must never die because somebody wrote garbage into it. Every problem is returned as a
+string (and logged by the caller), the affected part is treated as closed, and the next write
+replaces it. Sizes are bounded here (the whole annotation, circuits, names, counters, strings);
+timestamps in the future are judged against a clock in `limits.py` (`parse_document(raw, now=...)`).
 Timestamps are wall-clock epoch seconds in memory and RFC 3339 strings on the wire, so they mean the
 same thing in every process and survive restarts (a monotonic clock would not).
 """
@@ -27,6 +29,16 @@ logger = logging.getLogger(__name__)
 
 DOCUMENT_VERSION: Final = 1
 MAX_ERROR_CHARS: Final = 512
+# Bounds on untrusted input (docs/security.md). The admission policy refuses a stage pod's write of
+# a longer annotation; readers refuse to parse one at all (a huge JSON costs memory and CPU).
+MAX_DOCUMENT_CHARS: Final = 32768
+MAX_CIRCUITS: Final = 64
+MAX_NAME_CHARS: Final = 63
+MAX_HOLDER_CHARS: Final = 256
+MAX_NONCE_CHARS: Final = 64
+MAX_COUNTER: Final = 1_000_000_000  # clamped: far beyond any real count, far inside int64
+MAX_GENERATION: Final = 2**53 - 1  # above it a generation cannot be trusted to move on exactly
+MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment RFC 3339 can say
 STATES: Final = ("closed", "open", "half-open")
 
 State = Literal["closed", "open", "half-open"]
@@ -94,8 +106,8 @@ def parse_timestamp(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         number = float(value)
-        return number if math.isfinite(number) and number >= 0 else None
-    if isinstance(value, str):
+        return number if math.isfinite(number) and 0 <= number <= MAX_EPOCH else None
+    if isinstance(value, str) and len(value) <= 64:
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -105,7 +117,11 @@ def parse_timestamp(value: object) -> float | None:
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        try:
+            epoch = moment.timestamp()
+        except (OverflowError, ValueError):
+            return None
+        return epoch if 0 <= epoch <= MAX_EPOCH else None
     return None
 
 
@@ -156,10 +172,22 @@ class _Malformed(ValueError):
     """A field of one circuit is unusable; the message names it and says what was expected."""
 
 
-def _count(raw: dict[str, Any], key: str, where: str) -> int:
+def _count(raw: dict[str, Any], key: str, where: str, notes: list[str]) -> int:
     value = raw.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Malformed(f"{where}.{key} must be a non-negative integer, got {value!r}")
+        raise _Malformed(f"{where}.{key} must be a non-negative integer, got {value!r:.40}")
+    if value > MAX_COUNTER:
+        notes.append(f"{where}.{key} {value:.3g} clamped to {MAX_COUNTER}")
+        return MAX_COUNTER
+    return value
+
+
+def _generation(raw: dict[str, Any], where: str) -> int:
+    value = raw.get("generation", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_GENERATION:
+        raise _Malformed(
+            f"{where}.generation must be an integer in 0..{MAX_GENERATION}, got {value!r:.40}"
+        )
     return value
 
 
@@ -179,32 +207,34 @@ def _parse_probe(raw: object, where: str) -> ProbeLease | None:
         raise _Malformed(f"{where}.probe must be an object, got {raw!r}")
     holder, nonce = raw.get("holder"), raw.get("nonce")
     if not isinstance(holder, str) or not isinstance(nonce, str) or not nonce:
-        raise _Malformed(f"{where}.probe needs string fields holder and nonce, got {raw!r}")
+        raise _Malformed(f"{where}.probe needs string fields holder and nonce, got {raw!r:.80}")
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise _Malformed(f"{where}.probe.nonce is longer than {MAX_NONCE_CHARS} characters")
     expires_at = _optional_time(raw, "expiresAt", f"{where}.probe")
     if expires_at is None:
         raise _Malformed(f"{where}.probe.expiresAt is missing")
-    return ProbeLease(holder=holder, nonce=nonce, expires_at=expires_at)
+    return ProbeLease(holder=holder[:MAX_HOLDER_CHARS], nonce=nonce, expires_at=expires_at)
 
 
-def _parse_circuit(raw: object, where: str) -> CircuitRecord:
+def _parse_circuit(raw: object, where: str, notes: list[str]) -> CircuitRecord:
     if not isinstance(raw, dict):
         raise _Malformed(f"{where} must be an object, got {type(raw).__name__}")
     state = raw.get("state", "closed")
     if state not in STATES:
-        raise _Malformed(f"{where}.state must be one of {', '.join(STATES)}, got {state!r}")
+        raise _Malformed(f"{where}.state must be one of {', '.join(STATES)}, got {state!r:.40}")
     last_error = raw.get("lastError")
     if last_error is not None and not isinstance(last_error, str):
-        raise _Malformed(f"{where}.lastError must be a string, got {last_error!r}")
+        raise _Malformed(f"{where}.lastError must be a string, got {last_error!r:.40}")
     record = CircuitRecord(
         state=state,
-        failures=_count(raw, "failures", where),
-        successes=_count(raw, "successes", where),
+        failures=_count(raw, "failures", where, notes),
+        successes=_count(raw, "successes", where, notes),
         opened_at=_optional_time(raw, "openedAt", where),
         probe=_parse_probe(raw.get("probe"), where),
         last_error=None if last_error is None else truncate_error(last_error),
         updated_at=_optional_time(raw, "updatedAt", where),
-        generation=_count(raw, "generation", where),
-        opens=_count(raw, "opens", where),
+        generation=_generation(raw, where),
+        opens=_count(raw, "opens", where, notes),
     )
     if record.state != "closed" and record.opened_at is None:
         raise _Malformed(f"{where}.openedAt is required when state is {record.state!r}")
@@ -219,21 +249,43 @@ def _salvaged_generation(raw: object) -> int:
     started under the broken state are ignored."""
     if isinstance(raw, dict):
         generation = raw.get("generation")
-        if isinstance(generation, int) and not isinstance(generation, bool) and generation >= 0:
+        if (
+            isinstance(generation, int)
+            and not isinstance(generation, bool)
+            and 0 <= generation < MAX_GENERATION
+        ):
             return generation + 1
     return 0
 
 
-def parse_document(raw: str | None) -> tuple[BreakerDocument, str | None]:
+def parse_document(
+    raw: str | None, *, now: float | None = None
+) -> tuple[BreakerDocument, str | None]:
     """Parse the annotation value; never raises.
 
     Returns the document and a problem description (None when all is well). A missing or empty
-    annotation is the normal state of a fresh run and is not a problem. An unparseable document or
-    an unknown version yields an empty (all closed) document; a malformed circuit is reset to closed
-    while the other circuits are kept.
+    annotation is the normal state of a fresh run and is not a problem. An unparseable, oversized
+    document or an unknown version yields an empty (all closed) document; a malformed circuit is
+    reset to closed while the other circuits are kept. With `now`, timestamps in the future are
+    judged too (`limits.sanitize`): every reader that acts on the document passes it.
     """
+    document, problem = _parse(raw)
+    if now is None:
+        return document, problem
+    from .limits import sanitize  # limits builds on this module
+
+    document, late = sanitize(document, now)
+    return document, "; ".join(p for p in (problem, late) if p) or None
+
+
+def _parse(raw: str | None) -> tuple[BreakerDocument, str | None]:
     if raw is None or not raw.strip():
         return EMPTY_DOCUMENT, None
+    if len(raw) > MAX_DOCUMENT_CHARS:
+        return EMPTY_DOCUMENT, (
+            f"annotation is {len(raw)} characters long, more than a breaker document may be "
+            f"({MAX_DOCUMENT_CHARS}); treating all circuits as closed"
+        )
     try:
         wire = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -261,8 +313,16 @@ def parse_document(raw: str | None) -> tuple[BreakerDocument, str | None]:
     circuits: dict[str, CircuitRecord] = {}
     problems: list[str] = []
     for name, circuit_raw in circuits_raw.items():
+        if not 1 <= len(name) <= MAX_NAME_CHARS:
+            problems.append(
+                f"circuit name {name!r:.80} is not 1..{MAX_NAME_CHARS} characters; ignored"
+            )
+            continue
+        if len(circuits) == MAX_CIRCUITS:
+            problems.append(f"more than {MAX_CIRCUITS} circuits; the rest are ignored")
+            break
         try:
-            circuits[name] = _parse_circuit(circuit_raw, f"circuits.{name}")
+            circuits[name] = _parse_circuit(circuit_raw, f"circuits.{name}", problems)
         except _Malformed as exc:
             problems.append(f"{exc}; treating circuit {name!r} as closed")
             circuits[name] = replace(CLOSED, generation=_salvaged_generation(circuit_raw))

@@ -1,12 +1,13 @@
 """Say plainly when the API server refuses the breaker's bookkeeping, who was refused, and the fix.
 
-A stage whose ServiceAccount may not `get` and `patch` its run (the namespace's `default` account,
-say) still runs: the breaker fails open and every call proceeds as if the circuit were closed. That
-is the right behaviour for the stage, but silent it would be a trap, because the breaker then
-protects nothing and shares nothing. A 401/403 is not an outage either, so it must not read like
-one ("API unreachable"): it is logged as refused, at ERROR, once per process and distinct cause,
-naming the identity the API server saw and what to change. (The operator reports the same problem
-on the run, from a SubjectAccessReview: see `controller/access.py`.)
+A stage whose identity may not `patch` its run (no per-run grant from the operator, a pod without
+its own token, code outside the run's stage pods) still runs: the breaker fails open and every
+call proceeds as if the circuit were closed. That is the right behaviour for the stage, but
+silent it would be a trap, because the breaker then protects nothing and shares nothing. A
+401/403 is not an outage either, so it must not read like one ("API unreachable"): it is logged
+as refused, at ERROR, once per process and distinct cause, naming the identity the API server saw
+and what to change. (The operator reports the same problem on the run, from a
+SubjectAccessReview: see `controller/access.py`.)
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import re
 import threading
 from pathlib import Path
 
-from .api import AccessDenied
+from .api import AccessDenied, NotEnrolled
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-STAGE_ACCOUNT = "extraction-stage"  # manifests/stage/: ServiceAccount, Role and RoleBinding
 _USER = re.compile(r'User "([^"]+)"')
 
 _lock = threading.Lock()
@@ -58,7 +58,14 @@ def explain(error: AccessDenied) -> str:
     """One log line: what was refused, for whom, what it means for the stage, and the fix."""
     who = error.identity or "this pod's ServiceAccount"
     namespace = error.run.split("/", 1)[0]
-    if error.status == 401:
+    if isinstance(error, NotEnrolled):
+        fix = (
+            "check that the operator is running: it records every stage Job in the run's "
+            "status.nodes right after creating it, and only a pod whose Job is recorded there may "
+            "keep the run's breakers (docs/security.md)"
+        )
+        what = "the run's status does not name this pod's Job, even after waiting for the operator"
+    elif error.status == 401:
         fix = (
             "make sure the stage pod mounts a valid ServiceAccount token "
             "(automountServiceAccountToken must not be false)"
@@ -66,11 +73,13 @@ def explain(error: AccessDenied) -> str:
         what = f"the API server did not accept the credentials of {who}"
     else:
         fix = (
-            f"set spec.serviceAccountName: {STAGE_ACCOUNT} on the ExtractionRun and create that "
-            f"ServiceAccount, Role and RoleBinding in namespace {namespace} "
-            f"(kubectl apply -k manifests/stage, with an overlay for another namespace)"
+            "list the circuits the stage uses in spec.stages[].circuits: for such a run the "
+            "operator grants the run's stage ServiceAccount `patch` on that run alone (Role "
+            "extraction-stage-<run>), and may do so only with the RBAC rights of "
+            "manifests/clusterrole.yaml; run the stage code in the run's own stage pod, whose "
+            "token the admission policy of manifests/admission accepts (docs/security.md)"
         )
-        what = f"{who} may not get and patch extractionruns in namespace {namespace}"
+        what = f"{who} may not patch this run in namespace {namespace}"
     return (
         f"circuit breakers are NOT shared: breaker bookkeeping on run {error.run} was refused "
         f"(forbidden: {error}); {what}. The breaker fails open, so calls proceed as if every "

@@ -1,11 +1,20 @@
-"""`RunApi` over the official `kubernetes` client: GET the run, merge-patch its annotation.
+"""`RunApi` over the official `kubernetes` client: read the run, merge-patch its annotation.
+
+Both go through PATCH, never GET. A stage identity may be shared by several runs, and RBAC cannot
+tell its pods apart, so granting it `get` would let a stage of one run read every other run of
+that identity. A PATCH passes admission, which can: the stage-confinement policy admits a pod's
+request only on the run whose status names the pod's Job (docs/security.md). So a read is an
+empty merge patch (`{}`): the API server answers with the run and writes nothing (a no-op patch
+leaves the resourceVersion alone), and the policy judges it like any write.
 
 The write is a JSON merge patch carrying `metadata.resourceVersion`, which the API server treats as
 a precondition and answers 409 on mismatch; a 422 (what a JSON-patch `test` op answers) is treated
 the same way so either patch style can sit behind this class. The run's UID, when known, is checked
 on read so a breaker never writes into a different run that reuses the name. A 401 or 403 is
-`AccessDenied` (with the identity the API server names), never "unreachable": the pod's
-ServiceAccount lacks the stage Role, and only a change of RBAC or account fixes that.
+`AccessDenied` (with the identity the API server names), never "unreachable": only a change of
+RBAC, account or run fixes that. A 403 from the policy saying the run's status does not name this
+pod's Job is `NotEnrolled`: the operator records the Job right after creating it, so it is
+normally a race with the operator that the store waits out.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ from typing import Any
 
 from extraction_operator.api.constants import ANNOTATION_BREAKERS, GROUP, PLURAL, VERSION
 
-from .api import ApiUnavailable, RunSnapshot, WriteConflict
-from .forbidden import denied
+from .api import NOT_ENROLLED_MARKER, ApiUnavailable, NotEnrolled, RunSnapshot, WriteConflict
+from .forbidden import denied, identity_from_token
 
 CONFLICT_STATUSES = frozenset({409, 422})
 DENIED_STATUSES = frozenset({401, 403})
@@ -93,7 +102,14 @@ class KubernetesRunApi:
             if status in CONFLICT_STATUSES:
                 raise WriteConflict(f"{self.description}: HTTP {status}") from exc
             if status in DENIED_STATUSES:
-                raise denied(self.description, status, _server_message(exc)) from exc
+                message = _server_message(exc)
+                if status == 403 and NOT_ENROLLED_MARKER in message:
+                    raise NotEnrolled(
+                        f"{self.description}: HTTP 403: {message}",
+                        run=self.description,
+                        identity=identity_from_token(),
+                    ) from exc
+                raise denied(self.description, status, message) from exc
             raise ApiUnavailable(f"{self.description}: HTTP {status} {exc.reason}") from exc
         except Exception as exc:  # urllib3 / socket / TLS errors: all mean "unreachable"
             raise ApiUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
@@ -102,23 +118,10 @@ class KubernetesRunApi:
         return result
 
     def read(self) -> RunSnapshot:
-        run = self._call(
-            self._objects.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self._namespace,
-            PLURAL,
-            self._name,
-        )
-        return self._snapshot(run)
+        """The run, as the answer to an empty merge patch (see the module docstring)."""
+        return self._patch({})
 
-    def write(self, resource_version: str, annotation: str) -> RunSnapshot:
-        patch = {
-            "metadata": {
-                "resourceVersion": resource_version,
-                "annotations": {ANNOTATION_BREAKERS: annotation},
-            }
-        }
+    def _patch(self, patch: Mapping[str, Any]) -> RunSnapshot:
         run = self._call(
             self._objects.patch_namespaced_custom_object,
             GROUP,
@@ -130,6 +133,16 @@ class KubernetesRunApi:
             _content_type="application/merge-patch+json",
         )
         return self._snapshot(run)
+
+    def write(self, resource_version: str, annotation: str) -> RunSnapshot:
+        return self._patch(
+            {
+                "metadata": {
+                    "resourceVersion": resource_version,
+                    "annotations": {ANNOTATION_BREAKERS: annotation},
+                }
+            }
+        )
 
 
 def _server_message(exc: Any) -> str:

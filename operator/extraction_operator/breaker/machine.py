@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from extraction_operator.api.models import CircuitBreakerConfig
 
 from .document import CircuitRecord, ProbeLease, State, truncate_error
+from .limits import lease_is_plausible, opened_plausibly
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,24 @@ class CircuitView:
 
 
 def view(record: CircuitRecord, config: CircuitBreakerConfig, now: float) -> CircuitView:
+    if record.state != "closed" and not opened_plausibly(record.opened_at, now):
+        # Readers sanitize documents as they parse them (`limits.sanitize`); this is the backstop
+        # for a record that skipped that: a circuit "opened" in the future holds nothing back.
+        return CircuitView("closed", None, record)
     if record.state == "open":
         retry_at = (record.opened_at or 0.0) + config.recovery_timeout_seconds
         if now < retry_at:
             return CircuitView("open", retry_at, record)
         return CircuitView("half-open", None, record)
-    if record.state == "half-open" and record.probe is not None and record.probe.expires_at > now:
-        return CircuitView("half-open", record.probe.expires_at, record)
+    lease = record.probe
+    if (
+        record.state == "half-open"
+        and lease is not None
+        and now < lease.expires_at
+        # A lease running out later than any claim made by now could is forged: not honoured.
+        and lease_is_plausible(lease.expires_at, now, config.probe_timeout_seconds)
+    ):
+        return CircuitView("half-open", lease.expires_at, record)
     return CircuitView(record.state, None, record)
 
 

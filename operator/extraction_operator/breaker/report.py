@@ -51,12 +51,14 @@ def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
 
 
-def summarize(record: CircuitRecord) -> CircuitSummary:
+def summarize(record: CircuitRecord, next_probe_at: float | None = None) -> CircuitSummary:
+    """One circuit for `status.circuits`; `next_probe_at` is the `retry_at` of its view."""
     last_error = None if record.last_error is None else record.last_error[:1024]
     return CircuitSummary(
         state=record.state,
         failures=record.failures,
         opened_at=_moment(record.opened_at),
+        next_probe_at=_moment(next_probe_at),
         last_error=last_error,
     )
 

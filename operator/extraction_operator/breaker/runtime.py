@@ -1,6 +1,6 @@
 """The breaker a stage process uses: admission, outcomes and fast failure over the shared store.
 
-Costs on the healthy path: `begin` reads the cached document (a GET at most once a second per
+Costs on the healthy path: `begin` reads the cached document (a read at most once a second per
 process) and `succeed` writes nothing while the circuit is closed with no recorded failures. Writes
 happen for failures, resets (a success after failures), transitions and probe claims.
 

@@ -4,7 +4,7 @@
 resourceVersion precondition. On a conflict it re-reads and re-applies, waiting a random,
 exponentially growing time between tries (tenacity's full jitter), so 20 pods hitting one object do
 not retry in lock-step. The first try uses the cached view: when it is current the write succeeds
-without a GET, and when it is stale the precondition fails and the retry reads fresh — correctness
+without a read, and when it is stale the precondition fails and the retry reads fresh — correctness
 never depends on the cache. The budget is bounded in tries and seconds; when it is spent the caller
 gets `BookkeepingError` and carries on as if the circuit were closed.
 
@@ -15,6 +15,14 @@ many failures during an API outage is not slowed down by a full retry budget on 
 refusal (401/403, `AccessDenied`) is not retried at all and pauses the store for `denied_pause`
 seconds: only a change of RBAC ends it, and the pause keeps re-raising the refusal itself, so the
 caller reports it as refused, never as an unreachable API.
+
+One refusal is different: `NotEnrolled`, the admission policy saying that the run's status does not
+name this pod's Job yet. The operator writes that right after creating the Job, so a pod that
+starts and fails its first provider call quickly can get there first. Losing that first write would
+lose the very failures that should open the circuit, so the store waits for the operator, with
+backoff, for up to `enrollment_wait` seconds from the first such answer this process got (an
+operator that crashed between creating the Job and recording it needs a restart to catch up).
+Only after that is it a refusal like any other.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from .api import AccessDenied, ApiUnavailable, BookkeepingError, RunApi, WriteConflict
+from .api import AccessDenied, ApiUnavailable, BookkeepingError, NotEnrolled, RunApi, WriteConflict
 from .cache import SnapshotCache
 from .document import BreakerDocument, render_document
 
@@ -48,6 +56,10 @@ T = TypeVar("T")
 # success on average, a long tail); a 409 storm gives up after ~6 s of backoff in total.
 DEFAULT_MAX_ATTEMPTS = 16
 DEFAULT_UNAVAILABLE_ATTEMPTS = 3
+DEFAULT_MAX_SECONDS = 15.0
+# How long a pod waits for the operator to record its Job in the run's status (see above).
+DEFAULT_ENROLLMENT_WAIT = 60.0
+ENROLLMENT_BACKOFF = (0.05, 1.0)  # first and longest pause between tries while waiting
 
 
 # How old the cached document may be while a circuit is degrading (see `document`).
@@ -93,14 +105,18 @@ class BreakerStore:
         unavailable_attempts: int = DEFAULT_UNAVAILABLE_ATTEMPTS,
         unreachable_pause: float = 5.0,
         denied_pause: float = 30.0,
-        max_seconds: float = 15.0,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
         cache_max_age: float = 1.0,
         backoff_multiplier: float = 0.02,
         backoff_max: float = 1.0,
+        enrollment_wait: float = DEFAULT_ENROLLMENT_WAIT,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api = api
+        self._enrollment_wait = enrollment_wait
+        self._enrollment_deadline: float | None = None  # set by the first NotEnrolled answer
+        self._enrolled = False
         self.cache = SnapshotCache(
             api,
             max_age=cache_max_age,
@@ -109,6 +125,7 @@ class BreakerStore:
             clock=clock,
             on_unreachable=self._pause_after_unreachable,
             on_denied=self._pause_after_denied,
+            enrolling=self._still_enrolling,
         )
         self.stats = StoreStats()
         self._max_attempts = max_attempts
@@ -134,6 +151,32 @@ class BreakerStore:
         self._unreachable_until = self._clock() + self._denied_pause
         self._denied = error
 
+    def _still_enrolling(self, error: NotEnrolled) -> bool:
+        """Whether to wait for the operator to record this pod's Job (see the module docstring):
+        yes until `enrollment_wait` seconds after the first such answer, unless this process was
+        already admitted once (then the run moved on without it, and waiting cannot help)."""
+        if self._enrolled:
+            return False
+        now = self._clock()
+        if self._enrollment_deadline is None:
+            self._enrollment_deadline = now + self._enrollment_wait
+            logger.info(
+                "circuit breakers: run %s does not name this pod's Job yet; waiting up to %.0f s "
+                "for the operator to record it (%s)",
+                self.api.description,
+                self._enrollment_wait,
+                error,
+            )
+        return now < self._enrollment_deadline
+
+    def _wait_for_enrollment(self, error: NotEnrolled, pause: float) -> float:
+        """Sleep before the next try; return the next pause. Raises the refusal once spent."""
+        if not self._still_enrolling(error):
+            raise error
+        assert self._enrollment_deadline is not None
+        self._sleep(max(0.0, min(pause, self._enrollment_deadline - self._clock())))
+        return min(pause * 2, ENROLLMENT_BACKOFF[1])
+
     def _paused_error(self) -> BookkeepingError:
         denied = self._denied
         if denied is not None:
@@ -148,7 +191,7 @@ class BreakerStore:
         )
 
     def document(self) -> BreakerDocument:
-        """The cached document, refreshed by a GET at most once per cache max-age.
+        """The cached document, refreshed by a read at most once per cache max-age.
 
         While a closed circuit already counts failures (the provider is degrading) the cache may
         be at most DEGRADED_MAX_AGE old: a pod admitting calls from a one-second-old copy is how
@@ -206,7 +249,15 @@ class BreakerStore:
             if self._clock() < self._unreachable_until:
                 raise self._paused_error()
             try:
-                return retrying(one_try)
+                pause = ENROLLMENT_BACKOFF[0]
+                while True:
+                    try:
+                        result = retrying(one_try)
+                    except NotEnrolled as error:
+                        pause = self._wait_for_enrollment(error, pause)
+                        continue
+                    self._enrolled = True
+                    return result
             except AccessDenied as error:
                 self._pause_after_denied(error)
                 raise

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .api import AccessDenied, ApiUnavailable, RunSnapshot, WriteConflict
+from .api import (
+    NOT_ENROLLED_MARKER,
+    AccessDenied,
+    ApiUnavailable,
+    NotEnrolled,
+    RunSnapshot,
+    WriteConflict,
+)
 from .memory import InMemoryRunApi
 
 
@@ -28,7 +35,9 @@ class FlakyApi:
     """Wraps an InMemoryRunApi. `before_write` runs just before each write (e.g. a competing
     writer); `fail_reads` / `fail_writes` make the next N calls raise ApiUnavailable;
     `always_conflict` answers every write with a conflict (a 409 storm); `deny` answers every
-    call with a 403 for the `default` ServiceAccount (the stage Role is missing)."""
+    call with a 403 for the `default` ServiceAccount (the stage Role is missing); `not_enrolled`
+    makes the next N calls (reads or writes) answer like the admission policy does while the
+    run's status does not name this pod's Job yet."""
 
     def __init__(self, inner: InMemoryRunApi) -> None:
         self.inner = inner
@@ -37,6 +46,7 @@ class FlakyApi:
         self.fail_writes = 0
         self.always_conflict = False
         self.deny = False
+        self.not_enrolled = 0
         self.reads = 0
 
     @property
@@ -52,8 +62,17 @@ class FlakyApi:
             identity=user,
         )
 
+    def _enrollment(self) -> None:
+        if self.not_enrolled:
+            self.not_enrolled -= 1
+            raise NotEnrolled(
+                f"test/flaky: HTTP 403: pod p-1-abcde {NOT_ENROLLED_MARKER} test/flaky (yet)",
+                run="test/flaky",
+            )
+
     def read(self) -> RunSnapshot:
         self.reads += 1
+        self._enrollment()
         if self.deny:
             raise self._denied("get")
         if self.fail_reads:
@@ -62,6 +81,7 @@ class FlakyApi:
         return self.inner.read()
 
     def write(self, resource_version: str, annotation: str) -> RunSnapshot:
+        self._enrollment()
         if self.deny:
             raise self._denied("patch")
         if self.fail_writes:

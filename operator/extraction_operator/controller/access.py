@@ -1,20 +1,22 @@
 """May a run's stage pods keep its circuit breakers? The operator asks the API server.
 
 The stage SDK reads the run and compare-and-swaps its `extraction.dev/circuit-breakers` annotation
-as the stage's ServiceAccount. When that account lacks the stage Role (the namespace's `default`
-account, typically) every breaker call is refused with a 403 and the SDK fails open: the stage
+as the stage's ServiceAccount, both through PATCH. The operator grants that account `patch` on the
+run (`stagerbac.py`); where it cannot (no rights to create Roles there), the account may lack it,
+and then every breaker call is refused with a 403 and the SDK fails open: the stage
 runs, the breaker protects nothing, and nothing about it can reach the run by the stage's own
 hand, because writing the run is exactly what was refused and a stage pod may write nothing else
 the operator reads (its termination message belongs to the stage and comes only at exit).
 
-So the operator asks instead, with a SubjectAccessReview per verb (`get`, `patch`) for
+So the operator asks instead, with a SubjectAccessReview per verb (`patch`) for
 `system:serviceaccount:<namespace>:<serviceAccountName or default>` on `extractionruns/<run>`:
 the very question the API server will answer the SDK. That is known before the first stage pod
 starts, holds for Python stages and `guard`-wrapped programs alike, and does not depend on the
 provider failing (a healthy stage still reads). It sees what authorization decides (RBAC,
-authorization webhooks), not admission policies, which only narrow writes the SDK never makes;
-a pod without a token at all is reported by the SDK's own log. The verdict goes to the planner,
-which turns it into the `CircuitBreakersShared` condition and an Event (`planner/access.py`).
+authorization webhooks), not admission policies, which admit only the run's own stage pods (the
+SDK's log reports a refusal there, and a pod without a token at all). The verdict goes to the
+planner, which turns it into the `CircuitBreakersShared` condition and an Event
+(`planner/access.py`).
 
 Answers are cached per (namespace, ServiceAccount, run): an allowed one for five minutes, a
 refusal for thirty seconds, so fixing RBAC shows up within a resync or two at the cost of two
@@ -39,8 +41,9 @@ from .rest import ApiError
 
 logger = logging.getLogger(__name__)
 
-VERBS = ("get", "patch")
-STAGE_ACCOUNT = "extraction-stage"  # manifests/stage/
+# The stage SDK reads its run through a no-op PATCH (admission can judge that; a GET it could
+# not), so `patch` is all a stage identity needs, and all the operator grants (stagerbac.py).
+VERBS = ("patch",)
 ALLOWED_TTL = 300.0
 DENIED_TTL = 30.0
 ERROR_TTL = 30.0
@@ -95,7 +98,7 @@ def _verdict(namespace: str, account: str, run: str, answers: Mapping[str, Any])
     who = f"stage pods run as ServiceAccount {namespace}/{account}"
     denied = [verb for verb in VERBS if not answers[verb].get("allowed")]
     if not denied:
-        return BreakerAccess(True, f"{who}, which may get and patch {PLURAL}/{run}")
+        return BreakerAccess(True, f"{who}, which may patch {PLURAL}/{run}")
     errors = {
         str(answers[verb].get("evaluationError"))
         for verb in denied
@@ -106,8 +109,9 @@ def _verdict(namespace: str, account: str, run: str, answers: Mapping[str, Any])
         False,
         f"{who}, which may not {' or '.join(denied)} {PLURAL}/{run}{detail}: the stage SDK's "
         "circuit-breaker reads and writes are refused (HTTP 403), so the breakers are not "
-        "shared and fail open. Fix: set spec.serviceAccountName to a ServiceAccount bound to "
-        f"the {STAGE_ACCOUNT} Role (kubectl apply -k manifests/stage, in namespace {namespace})",
+        "shared and fail open. The operator grants it per run (a Role extraction-stage-<run>) "
+        "when it may create Roles and RoleBindings in namespace "
+        f"{namespace}: give it the rights of manifests/clusterrole.yaml there",
     )
 
 

@@ -72,7 +72,9 @@ class CircuitTracker:
         meta = run.get("metadata") or {}
         annotation = (meta.get("annotations") or {}).get(ANNOTATION_BREAKERS)
         spec, status = as_mapping(run.get("spec")), as_mapping(run.get("status"))
-        document, problem = parse_document(annotation)
+        now = self.clock().timestamp()
+        # With `now`: a timestamp in the future beyond clock skew is untrusted input, not a plan.
+        document, problem = parse_document(annotation, now=now)
         if problem is not None and self._reported_malformed.get(key) != (annotation or ""):
             self._reported_malformed[key] = annotation or ""
             logger.warning("Run %s/%s: circuit-breaker annotation ignored: %s", *key, problem)
@@ -83,7 +85,6 @@ class CircuitTracker:
                 f"annotation ignored and treated as closed ({problem}); "
                 "the next stage write will rewrite it",
             )
-        now = self.clock().timestamp()
         reading = CircuitReading()
         mirrored = as_mapping(status.get("circuits"))
         states: dict[str, str] = {}
@@ -98,7 +99,7 @@ class CircuitTracker:
             # lease ends: to the planner that is an open circuit with a known retry time.
             gate_state = "open" if retry_at is not None else current.state
             reading.gates[name] = CircuitGate(state=gate_state, retry_at=retry_at)
-            reading.summaries[name] = summarize(current.record).model_dump(
+            reading.summaries[name] = summarize(current.record, current.retry_at).model_dump(
                 mode="json", by_alias=True, exclude_none=True
             )
             stored = current.record.state

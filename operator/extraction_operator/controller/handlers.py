@@ -1,11 +1,12 @@
 """kopf wiring: indexes, event handlers, settings, and the reconcile workers.
 
-Design: kopf does the watching and caching (three in-memory indexes: runs, their Jobs, those Jobs'
-pods, so a reconcile never LISTs anything), and every event merely marks a run dirty in a work
-queue. A few workers drain the queue through the `Reconciler`. There are no kopf daemons or timers
-on runs, because kopf guards those with a finalizer, and a finalizer on a run would wedge its
-deletion whenever the operator is down; timers are delayed queue entries instead, and a periodic
-resync re-queues every run so a missed event or timer cannot strand one.
+Design: kopf does the watching and caching (four in-memory indexes: runs, their Jobs, those Jobs'
+pods, and the Warning Events that say why a Job's pod cannot be created or set up, so a reconcile
+never LISTs anything), and every event merely marks a run dirty in a work queue. A few workers
+drain the queue through the `Reconciler`. There are no kopf daemons or timers on runs, because
+kopf guards those with a finalizer, and a finalizer on a run would wedge its deletion whenever the
+operator is down; timers are delayed queue entries instead, and a periodic resync re-queues every
+run so a missed event or timer cannot strand one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import kopf
 
 from extraction_operator.api.constants import ANNOTATION_BREAKERS, GROUP, LABEL_RUN, PLURAL, VERSION
 from extraction_operator.metrics import Metrics
+from extraction_operator.planner.startup import EVENT_REASONS, pod_start_signature
+from extraction_operator.planner.types import StartProblem
 
 from .api import KubeApi
 from .kubeclient import connection_info
@@ -34,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 KOPF_PREFIX = f"kopf.{GROUP}"
+# Events carry no labels to select ours by; every start failure worth reporting is a Warning, and
+# Warnings are a small share of a cluster's Events (Scheduled, Pulled, Started... are Normal).
+EVENT_FIELD_SELECTOR = "type=Warning"
+EventKey = tuple[str, str, str]  # (namespace, involved kind, involved name)
+NOT_STARTED: tuple[bool, StartProblem | None] = (False, None)
 PAUSED_REQUEUE_SECONDS = 2.0
 
 
@@ -51,7 +59,12 @@ class OperatorState:
     runs: Any = None  # kopf.Index[RunKey, body]
     jobs: Any = None  # kopf.Index[RunKey, job]
     pods: Any = None  # kopf.Index[(namespace, job name), pod]
+    events: Any = None  # kopf.Index[EventKey, event]
     job_owner: dict[tuple[str, str], RunKey] = field(default_factory=dict)
+    pod_job: dict[tuple[str, str], str] = field(default_factory=dict)  # pod -> its Job's name
+    # pod uid -> (stage container started, start problem): a pod update that changes this may
+    # change its run's plan; other updates (conditions, IPs) cannot.
+    pod_starts: dict[str, tuple[bool, StartProblem | None]] = field(default_factory=dict)
     reconciles: int = 0
     stopping: bool = False
     busy: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -108,6 +121,38 @@ def _pod_event_matters(
     return status.get("phase") in ("Succeeded", "Failed")
 
 
+def _pod_start_changed(
+    starts: dict[str, tuple[bool, StartProblem | None]],
+    kind: str | None,
+    meta: Mapping[str, Any],
+    body: Mapping[str, Any],
+) -> bool:
+    """Did this pod event change whether the pod started, or why it cannot? (Remembered per pod
+    in `starts`.) Such a change may change the run's plan: a cause to show or clear, a stage
+    timeout to count from the container's start."""
+    uid = str(meta.get("uid") or "")
+    if kind == "DELETED":
+        starts.pop(uid, None)
+        return False
+    signature = pod_start_signature(body)
+    # A pod first seen on its way to start, with nothing wrong, changes nothing yet.
+    changed = starts.get(uid, NOT_STARTED) != signature
+    starts[uid] = signature
+    return changed
+
+
+def event_key(namespace: str | None, body: Mapping[str, Any]) -> EventKey | None:
+    """Where a Warning Event is kept, or None for one that cannot explain a stage attempt that
+    does not start (about another kind of object, or another matter)."""
+    involved = body.get("involvedObject")
+    if not isinstance(involved, Mapping) or body.get("reason") not in EVENT_REASONS:
+        return None
+    kind, name = involved.get("kind"), involved.get("name")
+    if kind not in ("Job", "Pod") or not isinstance(name, str) or not name:
+        return None
+    return (namespace or str(involved.get("namespace") or ""), str(kind), name)
+
+
 def _values(index: Any, key: Any) -> Sequence[Mapping[str, Any]]:
     if index is None or key not in index:
         return ()
@@ -142,6 +187,7 @@ def configure_settings(settings: kopf.OperatorSettings, options: OperatorOptions
     # Only our Jobs and pods are watched, filtered by the API server, not in the operator.
     settings.watching.label_selectors["batch", "v1", "jobs"] = LABEL_RUN
     settings.watching.label_selectors["v1", "pods"] = LABEL_RUN
+    settings.watching.field_selectors["v1", "events"] = EVENT_FIELD_SELECTOR
     # kopf keeps one worker task per object (run, Job, pod) until it has been idle for
     # `idle_timeout`; past `worker_limit` new objects' events wait for a slot. A limit of 200
     # with a 10 s idle time delayed handoffs by up to 10 s once a burst touched more than 200
@@ -198,14 +244,22 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
         namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
         job = _job_name_of_pod(meta)
-        return {} if job is None else {(namespace, job): dict(body)}
+        if job is None:
+            return {}
+        state.pod_job[(namespace or "", str(meta.get("name")))] = job
+        return {(namespace, job): dict(body)}
+
+    @kopf.index("v1", "events", id="xrun_events", registry=registry)
+    def xrun_events(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        key = event_key(namespace, body)
+        return {} if key is None else {key: dict(body)}
 
     @kopf.on.startup(registry=registry)
     async def startup(**kwargs: Any) -> None:
         # kopf hands the (still empty) indexes to startup handlers; they fill up before any
         # other handler runs, and the workers wait for that (see `_mark`).
         state.runs, state.jobs = kwargs["xruns"], kwargs["xrun_jobs"]
-        state.pods = kwargs["xrun_pods"]
+        state.pods, state.events = kwargs["xrun_pods"], kwargs["xrun_events"]
         state.rest = KubeRest(state.options.client_configuration())
         reconciler = Reconciler(
             KubeApi(state.rest), state.metrics, state.options.clock, state.options.instance
@@ -271,12 +325,33 @@ def build_registry(state: OperatorState) -> kopf.OperatorRegistry:
 
     @kopf.on.event("v1", "pods", labels={LABEL_RUN: kopf.PRESENT}, registry=registry)
     async def pod_event(
-        namespace: str | None, meta: kopf.Meta, status: kopf.Status, type: str, **_: Any
+        namespace: str | None,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        body: kopf.Body,
+        type: str,
+        **_: Any,
     ) -> None:
-        if not _pod_event_matters(type, meta, status):
+        if type == "DELETED":
+            state.pod_job.pop((namespace or "", str(meta.get("name"))), None)
+        changed = _pod_start_changed(state.pod_starts, type, meta, body)
+        if not (changed or _pod_event_matters(type, meta, status)):
             return
         job = _job_name_of_pod(meta)
         owner = state.job_owner.get((namespace or "", job)) if job else None
+        if owner is not None:
+            _mark(*owner)
+
+    @kopf.on.event("v1", "events", registry=registry)
+    async def warning_event(namespace: str | None, body: kopf.Body, type: str, **_: Any) -> None:
+        """A Warning about one of our Jobs or its pods wakes the run: the Job controller's
+        `FailedCreate` is the only place a pod that cannot be created is explained."""
+        key = event_key(namespace, body)
+        if key is None or type == "DELETED":
+            return
+        event_namespace, kind, name = key
+        job = name if kind == "Job" else state.pod_job.get((event_namespace, name))
+        owner = state.job_owner.get((event_namespace, job)) if job else None
         if owner is not None:
             _mark(*owner)
 
@@ -335,6 +410,7 @@ async def _reconcile_one(state: OperatorState, key: RunKey) -> None:
             bodies[-1],
             _values(state.jobs, key),
             lambda job: _values(state.pods, (key[0], job)),
+            lambda kind, name: _values(state.events, (key[0], kind, name)),
         )
     except asyncio.CancelledError:
         raise

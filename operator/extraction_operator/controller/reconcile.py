@@ -43,6 +43,7 @@ from .access import BreakerAccessChecker, breaker_identity
 from .api import JobNameTaken, KubeApi, owned_by
 from .circuits import CircuitTracker, as_mapping
 from .crashpoints import crash_point
+from .stagerbac import StageGrants
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ SHELL_STATUS_FIELDS = ("circuits", "reconciledBy")
 CREATE_CONCURRENCY = 8
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ERROR_REQUEUE_SECONDS = 5.0
+
+
+# (involved kind, involved name) -> the Warning Events about that Job or pod (see handlers.py).
+EventsOf = Callable[[str, str], Sequence[Mapping[str, Any]]]
+
+
+def _no_events(kind: str, name: str) -> Sequence[Mapping[str, Any]]:
+    return ()
 
 
 @dataclasses.dataclass
@@ -86,6 +95,7 @@ class Reconciler:
         self.clock = clock
         self.circuits = CircuitTracker(metrics, self._post_event, clock)
         self.access = BreakerAccessChecker(api)
+        self.grants = StageGrants(api)
         # run key -> (resourceVersion our write superseded, the body the write returned)
         self._written: dict[RunKey, tuple[str, JSON]] = {}
         # run key -> job name -> (monotonic time created, job body)
@@ -108,6 +118,7 @@ class Reconciler:
         self._recent_jobs.pop(key, None)
         self._launched.pop(key, None)
         self.access.forget(*key)
+        self.grants.forget(*key)
         self.phases.pop(key, None)
         self.circuits.forget(key)
 
@@ -144,6 +155,7 @@ class Reconciler:
         jobs: Sequence[Mapping[str, Any]],
         pods_of: Callable[[str], Sequence[Mapping[str, Any]]],
         now: datetime,
+        events_of: EventsOf = _no_events,
     ) -> tuple[list[ObservedJob], float | None]:
         """This run's Jobs, holding back a failure whose pod details are still in flight."""
         observed: list[ObservedJob] = []
@@ -153,7 +165,12 @@ class Reconciler:
                 continue
             name = job.get("metadata", {}).get("name", "")
             pods = pods_of(name)
-            item = observe_job(job, pods)
+            events = list(events_of("Job", name))
+            for pod in pods:
+                pod_name = pod.get("metadata", {}).get("name") if isinstance(pod, Mapping) else None
+                if isinstance(pod_name, str):
+                    events.extend(events_of("Pod", pod_name))
+            item = observe_job(job, pods, events, now)
             if item is None:
                 continue
             # The planner classifies a failure by the pod's exit code or reason: while neither
@@ -173,6 +190,7 @@ class Reconciler:
         body: Mapping[str, Any],
         jobs: Sequence[Mapping[str, Any]],
         pods_of: Callable[[str], Sequence[Mapping[str, Any]]],
+        events_of: EventsOf = _no_events,
     ) -> ReconcileResult:
         body = self.freshest(key, body)
         meta = body.get("metadata", {})
@@ -181,7 +199,9 @@ class Reconciler:
         now = self.clock()
         annotations = meta.get("annotations") or {}
         uid = str(meta.get("uid", ""))
-        observed, recheck = self.observe(uid, self._merge_recent(key, jobs), pods_of, now)
+        observed, recheck = self.observe(
+            uid, self._merge_recent(key, jobs), pods_of, now, events_of
+        )
         spec = as_mapping(body.get("spec"))
         circuits = self.circuits.read(key, body)
         status = as_mapping(body.get("status"))
@@ -200,7 +220,9 @@ class Reconciler:
             circuits=circuits.gates,
             now=now,
             launched=frozenset(self._launched.get(key, ())),
-            breaker_access=await self._breaker_access(key, spec, status),
+            breaker_access=await self._breaker_access(
+                key, uid, spec, status, annotations.get(ANNOTATION_REDRIVE)
+            ),
         )
         plan = plan_run(snapshot)
         takeover = self._add_shell_fields(plan, status, circuits.summaries)
@@ -215,13 +237,25 @@ class Reconciler:
         return result
 
     async def _breaker_access(
-        self, key: RunKey, spec: Mapping[str, Any], status: Mapping[str, Any]
+        self,
+        key: RunKey,
+        uid: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        redrive: Any = None,
     ) -> BreakerAccess | None:
         """Whether the stage pods may keep the run's breakers, for a run in flight that uses any
-        (None: nothing to check, or unknown now; the planner keeps the last verdict)."""
+        (None: nothing to check, or unknown now; the planner keeps the last verdict). A finished
+        run about to be re-driven (a new `redrive` value) is in flight again."""
         account = breaker_identity(spec)
-        if account is None or status.get("phase") in TERMINAL_PHASES:
+        redriving = redrive is not None and redrive != status.get("redrive")
+        if account is None or (status.get("phase") in TERMINAL_PHASES and not redriving):
             return None
+        # Grant the stage identity `patch` on this run before any of its Jobs exists
+        # (stagerbac.py); only where that is not possible, ask what it may do anyway.
+        granted = await self.grants.ensure(key[0], key[1], uid, account)
+        if granted is not None:
+            return granted
         return await self.access.check(key[0], account, key[1])
 
     def _add_shell_fields(

@@ -10,35 +10,32 @@ the new status and the same Job changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from .backoff import EffectivePolicy, jitter_seed, retry_delay
-from .classify import CIRCUIT_OPEN, Failure, classify_failure, lost_job_failure
-from .events import EventLog
+from .backoff import jitter_seed, retry_delay
+from .classify import (
+    CIRCUIT_OPEN,
+    DEADLINE_EXCEEDED,
+    Failure,
+    classify_failure,
+    lost_job_failure,
+    start_deadline_failure,
+)
+from .context import NodeContext
 from .gates import recovery_time
 from .messages import clean_message
 from .node_state import NodeState
 from .nodes import Node
+from .starting import settle_active, shown_problem, start_deadline
 from .timefmt import add_seconds, ceil_second, floor_second, format_clock
-from .types import CircuitGate, ObservedJob
+from .types import ObservedJob
+
+__all__ = ["NodeContext", "adopt_newer_jobs", "record_failure", "settle_running"]
 
 # The shell's watch may lag right after a create: a Running node's Job missing for less than this
 # is assumed to be on its way, not lost.
 LOST_JOB_GRACE = timedelta(seconds=10)
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    """What accounting needs to know beyond the node and its Jobs."""
-
-    run_uid: str
-    policy: EffectivePolicy
-    gates: Mapping[str, CircuitGate]
-    now: datetime
-    log: EventLog
-    launched: frozenset[str] = frozenset()
 
 
 def describe_failure(failure: Failure) -> str:
@@ -81,8 +78,9 @@ def adopt_newer_jobs(
 def settle_running(
     node: Node, state: NodeState, jobs: Sequence[ObservedJob], ctx: NodeContext
 ) -> datetime | None:
-    """Account the current attempt's Job if it finished. Returns when to re-check a missing Job
-    (the lost-Job grace), or None."""
+    """Account the current attempt's Job if it finished, and bring an active one up to date
+    (`starting.settle_active`). Returns when to look again (the lost-Job grace, a deadline), or
+    None."""
     if state.phase != "Running":
         return None
     current = next((job for job in jobs if job.attempt == state.attempts), None)
@@ -92,8 +90,21 @@ def settle_running(
         recheck = state.started_at + LOST_JOB_GRACE
         if ctx.now < recheck:
             return recheck
-        record_failure(node, state, lost_job_failure(state.job_name), ctx.now, ctx)
+        problem = shown_problem(state)
+        if problem is not None and ctx.now >= start_deadline(state, ctx):
+            # Deleted at its start deadline by a pass whose status write was lost.
+            failure = start_deadline_failure(ctx.start_timeout, problem, state.start_problems)
+        else:
+            failure = lost_job_failure(state.job_name)
+        record_failure(node, state, failure, ctx.now, ctx)
         return None
+    if current.phase == "Active":
+        verdict = settle_active(node, state, current, ctx)
+        if verdict.failure is not None:
+            record_failure(node, state, verdict.failure, ctx.now, ctx)
+            if not current.deleting:
+                ctx.deletions.append(current.name)
+        return verdict.recheck
     if current.phase == "Succeeded":
         state.phase = "Succeeded"
         state.clear_outcome()
@@ -109,7 +120,13 @@ def settle_running(
             f"{node.key} succeeded on attempt {state.attempts}",
         )
     elif current.phase == "Failed":
-        failure = classify_failure(current, ctx.policy, node.stage.timeout_seconds)
+        problem = shown_problem(state)
+        if current.failure_reason == DEADLINE_EXCEEDED and problem is not None:
+            # The Job's backstop deadline passed while its pod could not start (the operator
+            # was away at the start deadline): not a stage that ran too long.
+            failure = start_deadline_failure(ctx.start_timeout, problem, state.start_problems)
+        else:
+            failure = classify_failure(current, ctx.policy, node.stage.timeout_seconds)
         record_failure(node, state, failure, current.finished_at or ctx.now, ctx)
     return None
 

@@ -2,8 +2,10 @@
 
 The order of the checks matters: a stage killed for running past its timeout exits with whatever
 SIGTERM made of it, so the Job's `DeadlineExceeded` wins over the exit code; an evicted pod never
-chose its exit code, so a pod-level reason wins too; only then does the stage's own exit code
-decide between `CircuitOpen` (75), `NonRetryable` and a plain `Error`.
+chose its exit code, so a pod-level reason wins too; a container the runtime could not start
+(`StartError`: its command cannot be executed) never ran, so its exit code 128 is the runtime's,
+not the stage's; only then does the stage's own exit code decide between `CircuitOpen` (75),
+`NonRetryable` and a plain `Error`.
 
 The message is the stage's own termination message when it wrote one. When it did not, the text
 says what is known and where to look, never the Job controller's condition message: with the
@@ -12,12 +14,14 @@ limit", which tells a user nothing about their stage."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extraction_operator.api.constants import EXIT_CIRCUIT_OPEN
 
 from .backoff import EffectivePolicy
-from .messages import clean_message
+from .messages import clean_message, truncate_utf8
+from .startup import START_ERROR_REASONS
 from .types import ObservedJob
 
 ERROR = "Error"
@@ -25,6 +29,10 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"
 POD_LOST = "PodLost"
 NON_RETRYABLE = "NonRetryable"
 CIRCUIT_OPEN = "CircuitOpen"
+# An attempt whose pod did not start within its start deadline (distinct from DeadlineExceeded:
+# that stage ran, for too long), and one whose container could not be started at all.
+START_DEADLINE_EXCEEDED = "StartDeadlineExceeded"
+START_ERROR = "StartError"
 # Job condition reasons whose message is about the operator's own Job settings, not the stage.
 OPERATOR_SETTING_REASONS = frozenset({"BackoffLimitExceeded", DEADLINE_EXCEEDED})
 # Container termination reasons that add nothing to "exited with code N".
@@ -83,6 +91,11 @@ def classify_failure(
                 f"pod lost ({job.pod_reason})" + (f": {own_message}" if own_message else "")
             ),
         )
+    if job.exit_reason in START_ERROR_REASONS:
+        detail = own_message or "the container runtime could not run its command"
+        return Failure(
+            START_ERROR, job.exit_code, clean_message(f"the container could not start: {detail}")
+        )
     code = job.exit_code
     if code is None:
         condition = _job_condition_text(job)
@@ -99,6 +112,22 @@ def classify_failure(
             own_message or f"{silent_exit(job, code)} (exit code {code} is non-retryable)",
         )
     return Failure(ERROR, code, own_message or silent_exit(job, code))
+
+
+def start_deadline_failure(
+    start_timeout: int, problem: tuple[str, str] | None, seen: Sequence[str] = ()
+) -> Failure:
+    """The attempt's pod did not start in time. The message leads with the deadline and goes on
+    with the last cause the cluster gave (`problem`: reason, message), or the earlier ones."""
+    text = f"the pod did not start within startTimeoutSeconds ({start_timeout}s)"
+    if problem is not None:
+        reason, message = problem
+        text += f": {reason}: {truncate_utf8(message, 800)}"
+    elif seen:
+        text += f" (earlier: {', '.join(seen)})"
+    else:
+        text += "; the cluster gave no reason (see kubectl describe pod)"
+    return Failure(START_DEADLINE_EXCEEDED, None, clean_message(text))
 
 
 def lost_job_failure(job_name: str | None) -> Failure:

@@ -32,6 +32,7 @@ from extraction_operator.api.models import EnvVar, ExtractionRunSpec
 
 from .naming import ANNOTATION_NODE, job_name, run_label_value
 from .nodes import Node
+from .starting import start_timeout
 
 CONTAINER_NAME = "stage"
 WORKSPACE_VOLUME = "workspace"
@@ -153,7 +154,12 @@ def build_job(
         },
     }
     if node.stage.timeout_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = node.stage.timeout_seconds
+        # The Job controller's clock starts with the Job, before the pod may start: the start
+        # window plus the run time, so this backstop (for an operator that is down) never cuts
+        # either short. The operator itself enforces each from its own start (`starting.py`).
+        job_spec["activeDeadlineSeconds"] = node.stage.timeout_seconds + start_timeout(
+            spec, node.stage
+        )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -1,4 +1,5 @@
-"""Turn a raw batch/v1 Job and its pods into an `ObservedJob`: the only facts the planner uses.
+"""Turn a raw batch/v1 Job, its pods and their Warning Events into an `ObservedJob`: the only
+facts the planner uses. Whether an active Job's pod has started, and why not, is `startup.py`'s.
 
 Pure and defensive: the shell feeds it whatever the watch delivered, which may be a half-written
 object, a Job someone else labelled, or a pod already gone. Anything that is not one of our stage
@@ -19,6 +20,7 @@ from extraction_operator.api.constants import LABEL_ATTEMPT, LABEL_RUN
 
 from .classify import DEADLINE_EXCEEDED
 from .naming import ANNOTATION_NODE
+from .startup import NOT_PENDING, observe_start
 from .timefmt import parse_time
 from .types import JobPhase, ObservedJob
 
@@ -104,8 +106,14 @@ def _deciding_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None
     return max(candidates, key=_pod_sort_key) if candidates else None
 
 
-def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> ObservedJob | None:
-    """Pure conversion of a raw Job (+ its pods) into an ObservedJob.
+def observe_job(
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+    now: datetime | None = None,
+) -> ObservedJob | None:
+    """Pure conversion of a raw Job (+ its pods, + Warning Events about it and its pods) into an
+    ObservedJob. `now` only judges whether a pod Event is recent enough to explain the pod.
 
     None if the Job lacks our run label, a numeric attempt label, or the node annotation."""
     raw: object = job  # the watch may hand us anything; the signature is the happy path
@@ -131,6 +139,7 @@ def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Ob
     finished_at: datetime | None = parse_time(status.get("completionTime"))
     if finished_at is None and failed is not None:
         finished_at = parse_time(failed.get("lastTransitionTime"))
+    start = observe_start(job, pods, events, now) if phase == "Active" else NOT_PENDING
     return ObservedJob(
         name=name,
         node=node,
@@ -146,6 +155,9 @@ def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Ob
         deleting=metadata.get("deletionTimestamp") is not None,
         job_message=_str(failed.get("message")) if failed is not None else None,
         exit_reason=_str(terminated.get("reason")) if terminated else None,
+        pending=start.pending,
+        start_problem=start.problem,
+        container_started_at=start.container_started_at,
     )
 
 

@@ -2,7 +2,8 @@
 
 The steps, in order, each a method of `_Planner`:
 1. re-drive (a new `extraction.dev/redrive` value resets Failed/Skipped nodes);
-2. account the Jobs (adopt newer attempts, settle finished ones, notice lost ones);
+2. account the Jobs (adopt newer attempts, settle finished ones, notice lost ones, say why an
+   attempt cannot start, end attempts past their start deadline or stage timeout);
 3. the run deadline (fail what is unfinished, delete what is active);
 4. skip what can no longer run (failFast, or dependants of failed nodes);
 5. launch what is ready, within `parallelism` and the circuit gates;
@@ -29,10 +30,11 @@ from extraction_operator.api.models import ExtractionRunSpec
 from extraction_operator.api.validation import Problem, parse_spec
 
 from .access import access_condition
-from .accounting import NodeContext, adopt_newer_jobs, settle_running
+from .accounting import adopt_newer_jobs, settle_running
 from .backoff import EffectivePolicy, effective_policy
 from .classify import CIRCUIT_OPEN, DEADLINE_EXCEEDED
 from .conditions import DesiredCondition, build_conditions
+from .context import NodeContext
 from .events import EventLog
 from .gates import Blockage, blockage
 from .jobs import build_job
@@ -40,6 +42,7 @@ from .messages import clean_message, truncate_utf8
 from .node_state import LAUNCHABLE, TERMINAL, NodeState, parse_node_state, serialize_node_state
 from .nodes import Node, RunGraph, build_graph, topological_order
 from .run_record import RunRecord, parse_run_record
+from .starting import start_timeout
 from .summary import RunFailure, first_failed, node_failure_text, progress_message
 from .timefmt import as_utc, ceil_second, floor_second, format_clock, format_time, seconds_until
 from .types import CircuitGate, ObservedJob, Plan, RunSnapshot
@@ -123,6 +126,9 @@ class _Planner:
         self.policies: dict[str, EffectivePolicy] = {
             stage.name: effective_policy(spec, stage) for stage in spec.stages
         }
+        self.start_timeouts: dict[str, int] = {
+            stage.name: start_timeout(spec, stage) for stage in spec.stages
+        }
         self.gates: dict[str, CircuitGate] = {
             name: CircuitGate(gate.state, as_utc(gate.retry_at) if gate.retry_at else None)
             for name, gate in snapshot.circuits.items()
@@ -136,6 +142,7 @@ class _Planner:
         self.log = EventLog()
         self.timers: list[datetime] = []
         self.create: list[dict[str, Any]] = []
+        self.deletions: list[str] = []  # attempts ended by a deadline the operator enforces
         self.deadline_hit = False
 
     # ------------------------------------------------------------------------------- steps
@@ -188,6 +195,8 @@ class _Planner:
             now=self.now,
             log=self.log,
             launched=frozenset(self.snapshot.launched),
+            start_timeout=self.start_timeouts[node.stage.name],
+            deletions=self.deletions,
         )
 
     def _account_jobs(self) -> None:
@@ -435,15 +444,19 @@ class _Planner:
             self.log.run("Normal", "RunResumed", message)
 
     def _delete_jobs(self, phase: str) -> list[str]:
-        """Active Jobs of a run that is over (the run deadline, or a Job adopted too late)."""
-        if phase not in ("Succeeded", "Failed"):
-            return []
-        return [
-            job.name
-            for node in self.graph.nodes
-            for job in self.jobs[node.key]
-            if job.phase == "Active" and not job.deleting
-        ]
+        """Attempts the operator ended (a start deadline, a stage timeout), and the active Jobs of
+        a run that is over (the run deadline, or a Job adopted too late)."""
+        names = dict.fromkeys(self.deletions)
+        if phase in ("Succeeded", "Failed"):
+            names.update(
+                dict.fromkeys(
+                    job.name
+                    for node in self.graph.nodes
+                    for job in self.jobs[node.key]
+                    if job.phase == "Active" and not job.deleting
+                )
+            )
+        return list(names)
 
     def _finish(self, stopping_after: str | None) -> Plan:
         self._apply_message_budget()

@@ -59,7 +59,8 @@ def progress_message(
     suspended: bool,
     stopping_after: str | None,
 ) -> str:
-    """`3/6 done; running: a, b; entities[2] retry 2/3 at 12:00:05Z; ...`"""
+    """`3/6 done; c not started (FailedCreate): cannot create the pod: ...; running: a, b;
+    entities[2] retry 2/3 at 12:00:05Z; ...`"""
     total = len(graph.nodes)
     done = sum(1 for state in states.values() if state.phase == "Succeeded")
     parts = [f"{done}/{total} done"]
@@ -70,8 +71,15 @@ def progress_message(
         parts.insert(0, "suspended")
     if stopping_after is not None:
         parts.append(f"stopping: {node_failure_text(stopping_after, states[stopping_after])}")
-    if by_phase.get("Running"):
-        parts.append(f"running: {_listing(by_phase['Running'])}")
+    running = by_phase.get("Running", [])
+    stuck = [key for key in running if states[key].not_starting]
+    started = [key for key in running if not states[key].not_starting]
+    if stuck:  # the fact that needs someone: first
+        state = states[stuck[0]]
+        more = f" (+{len(stuck) - 1} more not started)" if len(stuck) > 1 else ""
+        parts.append(f"{stuck[0]} not started ({state.reason}): {state.message}{more}")
+    if started:
+        parts.append(f"running: {_listing(started)}")
     waiting = by_phase.get("Waiting", [])
     if waiting:
         key = min(waiting, key=lambda k: _when(states[k].next_retry_at))

@@ -14,6 +14,17 @@ EventType = Literal["Normal", "Warning"]
 
 
 @dataclass(frozen=True)
+class StartProblem:
+    """Why an attempt's pod has not started, as the cluster says it: the Job controller's
+    `FailedCreate`, the scheduler's `Unschedulable`, a container's waiting reason
+    (`ErrImagePull`, `CreateContainerConfigError`, ...) or a pod Warning Event (`FailedMount`).
+    `message` is already worded for a person (see `startup.py`)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ObservedJob:
     """One stage Job of this run, with what its pod said (see `observe.observe_job`)."""
 
@@ -34,6 +45,12 @@ class ObservedJob:
     # about the backoffLimit 0 it always sets), not about what the stage did.
     job_message: str | None = None
     exit_reason: str | None = None  # terminated.reason of the stage container: OOMKilled, Error...
+    # Positive evidence that the attempt has not started yet: the Job is active and has no pod,
+    # or its pod's stage container has never run. False when unknown (no evidence either way),
+    # so a start deadline never fires on a guess.
+    pending: bool = False
+    start_problem: StartProblem | None = None  # why it has not started, when the cluster says
+    container_started_at: datetime | None = None  # when the stage container started running
 
 
 @dataclass(frozen=True)

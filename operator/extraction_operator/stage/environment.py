@@ -27,12 +27,19 @@ from extraction_operator.breaker.api import RunApi
 from extraction_operator.breaker.configs import ConfigResolver, parse_env_configs
 from extraction_operator.breaker.memory import InMemoryRunApi
 from extraction_operator.breaker.runtime import SharedBreaker, default_holder
-from extraction_operator.breaker.store import DEFAULT_MAX_ATTEMPTS, BreakerStore
+from extraction_operator.breaker.store import (
+    DEFAULT_ENROLLMENT_WAIT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_SECONDS,
+    BreakerStore,
+)
 
 logger = logging.getLogger(__name__)
 
 ENV_SCOPE = "EXTRACTION_BREAKER_SCOPE"
 ENV_MAX_ATTEMPTS = "EXTRACTION_BREAKER_MAX_ATTEMPTS"
+ENV_MAX_SECONDS = "EXTRACTION_BREAKER_MAX_SECONDS"
+ENV_ENROLLMENT_WAIT = "EXTRACTION_BREAKER_ENROLLMENT_SECONDS"
 
 _lock = threading.Lock()
 _breaker: SharedBreaker | None = None
@@ -62,23 +69,28 @@ def _run_api(environ: Mapping[str, str], api_client: Any) -> RunApi:
         return InMemoryRunApi(description="process-local (no cluster config)")
 
 
-def _max_attempts(environ: Mapping[str, str]) -> int:
-    """The compare-and-swap retry budget; tunable for very contended runs (or tests)."""
-    raw = environ.get(ENV_MAX_ATTEMPTS)
+def _tunable(
+    environ: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
+    """A number from the env within [low, high]; anything else is reported and the default used.
+    Tunables of the bookkeeping's budgets, for very contended runs (or tests)."""
+    raw = environ.get(name)
     if raw is None:
-        return DEFAULT_MAX_ATTEMPTS
+        return default
     try:
-        value = int(raw)
+        value = float(raw)
     except ValueError:
-        value = 0
-    if not 1 <= value <= 100:
+        value = float("nan")
+    if not low <= value <= high:  # also NaN
         logger.warning(
-            "circuit breakers: %s=%r must be an integer in 1..100; using %d",
-            ENV_MAX_ATTEMPTS,
+            "circuit breakers: %s=%r must be a number in %g..%g; using %g",
+            name,
             raw,
-            DEFAULT_MAX_ATTEMPTS,
+            low,
+            high,
+            default,
         )
-        return DEFAULT_MAX_ATTEMPTS
+        return default
     return value
 
 
@@ -94,7 +106,10 @@ def breaker_from_env(
     for problem in problems:
         logger.warning("circuit breakers: %s", problem)
     store = BreakerStore(
-        api if api is not None else _run_api(env, api_client), max_attempts=_max_attempts(env)
+        api if api is not None else _run_api(env, api_client),
+        max_attempts=int(_tunable(env, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS, 1, 100)),
+        max_seconds=_tunable(env, ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS, 1, 3600),
+        enrollment_wait=_tunable(env, ENV_ENROLLMENT_WAIT, DEFAULT_ENROLLMENT_WAIT, 0, 3600),
     )
     return SharedBreaker(store, ConfigResolver(configs), holder=default_holder())
 

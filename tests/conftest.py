@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cluster_kit import InstalledOperator, Kubectl
 from extraction_operator.controlplane.build import build
 from extraction_operator.controlplane.cluster import ControlPlane
-from extraction_operator.localcluster.node import DEFAULT_NODE_NAME, ProcessNode, node_identity
+from extraction_operator.controlplane.node import process_node
+from extraction_operator.localcluster.node import ProcessNode
 
 
 @dataclass
@@ -50,15 +51,15 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         yield RealCluster(Path(external))
         return
     state = tmp_path_factory.mktemp("controlplane")
-    with ControlPlane(build(), state_dir=state, keep_state=True) as plane:
-        identity = plane.issue_identity("node", *node_identity(DEFAULT_NODE_NAME))
-        with ProcessNode(
-            identity.kubeconfig,
-            provisioner_kubeconfig=plane.admin_kubeconfig,
-            workdir=tmp_path_factory.mktemp("process-node"),
+    with (
+        ControlPlane(build(), state_dir=state, keep_state=True) as plane,
+        process_node(
+            plane,
+            tmp_path_factory.mktemp("process-node"),
             restart_backoff=(1.0, 10.0),  # the kubelet's 10 s first back-off, made test-sized
-        ) as node:
-            yield RealCluster(plane.admin_kubeconfig, plane, node)
+        ) as node,
+    ):
+        yield RealCluster(plane.admin_kubeconfig, plane, node)
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,9 @@ import pytest
 
 from extraction_operator.controlplane.build import build
 from extraction_operator.controlplane.cluster import ControlPlane
+from extraction_operator.controlplane.node import process_node
 from extraction_operator.localcluster.kubeapi import NODES, ApiClient
-from extraction_operator.localcluster.node import DEFAULT_NODE_NAME, ProcessNode, node_identity
+from extraction_operator.localcluster.node import ProcessNode, node_identity
 from extraction_operator.localcluster.nodetesting import delete_namespace, new_namespace
 
 DEDICATED = "extraction.test/dedicated"
@@ -36,11 +37,9 @@ def control_plane() -> Iterator[ControlPlane]:
 def node(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProcessNode]:
-    identity = control_plane.issue_identity("node", *node_identity(DEFAULT_NODE_NAME))
-    with ProcessNode(
-        identity.kubeconfig,
-        provisioner_kubeconfig=control_plane.admin_kubeconfig,
-        workdir=tmp_path_factory.mktemp("process-node"),
+    with process_node(
+        control_plane,
+        tmp_path_factory.mktemp("process-node"),
         restart_backoff=(1.0, 10.0),  # the kubelet's 10 s first back-off, made test-sized
     ) as running:
         yield running

@@ -16,10 +16,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from extraction_operator.localcluster.node import DEFAULT_NODE_NAME, ProcessNode, node_identity
-
 from .build import BuildError, build
 from .cluster import ControlPlane, StartError
+from .node import process_node
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -46,14 +45,7 @@ def run_cluster(args: argparse.Namespace) -> int:
                 ControlPlane(binaries, state_dir=state, keep_state=state is not None)
             )
             if not args.no_node:
-                identity = plane.issue_identity("node", *node_identity(DEFAULT_NODE_NAME))
-                stack.enter_context(
-                    ProcessNode(
-                        identity.kubeconfig,
-                        provisioner_kubeconfig=plane.admin_kubeconfig,
-                        workdir=plane.root / "node",
-                    )
-                )
+                stack.enter_context(process_node(plane, plane.root / "node"))
             print(f"kubeconfig: {plane.admin_kubeconfig}", flush=True)
             stop.wait()
     except StartError as exc:

@@ -19,24 +19,13 @@ from typing import Any
 from extraction_operator.api.constants import LABEL_ATTEMPT, LABEL_RUN
 
 from .classify import DEADLINE_EXCEEDED
+from .fields import as_list, as_map, as_str
 from .naming import ANNOTATION_NODE
 from .startup import NOT_PENDING, observe_start
 from .timefmt import parse_time
 from .types import JobPhase, ObservedJob
 
 STAGE_CONTAINER = "stage"
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, list | tuple) else ()
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _int(value: Any) -> int | None:
@@ -53,8 +42,8 @@ def _int(value: Any) -> int | None:
 
 
 def _true_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in _list(status.get("conditions")):
-        condition = _map(condition)
+    for condition in as_list(status.get("conditions")):
+        condition = as_map(condition)
         if condition.get("type") == kind and condition.get("status") == "True":
             return condition
     return None
@@ -69,7 +58,9 @@ def _job_phase(status: Mapping[str, Any]) -> JobPhase:
 
 
 def _stage_container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    statuses = [_map(item) for item in _list(_map(pod.get("status")).get("containerStatuses"))]
+    statuses = [
+        as_map(item) for item in as_list(as_map(pod.get("status")).get("containerStatuses"))
+    ]
     for item in statuses:
         if item.get("name") == STAGE_CONTAINER:
             return item
@@ -79,25 +70,25 @@ def _stage_container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
 def _terminated(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     container = _stage_container_status(pod)
     for key in ("state", "lastState"):
-        terminated = _map(_map(container.get(key)).get("terminated"))
+        terminated = as_map(as_map(container.get(key)).get("terminated"))
         if terminated:
             return terminated
     return None
 
 
 def _pod_reason(pod: Mapping[str, Any]) -> str | None:
-    status = _map(pod.get("status"))
-    reason = _str(status.get("reason"))
+    status = as_map(pod.get("status"))
+    reason = as_str(status.get("reason"))
     if reason:
         return reason
     disruption = _true_condition(status, "DisruptionTarget")
-    return _str(disruption.get("reason")) if disruption else None
+    return as_str(disruption.get("reason")) if disruption else None
 
 
 def _pod_sort_key(pod: Mapping[str, Any]) -> tuple[int, str, str]:
     """Prefer a pod whose stage container terminated, then the newest, then by name (stable)."""
-    created = _str(_map(pod.get("metadata")).get("creationTimestamp")) or ""
-    name = _str(_map(pod.get("metadata")).get("name")) or ""
+    created = as_str(as_map(pod.get("metadata")).get("creationTimestamp")) or ""
+    name = as_str(as_map(pod.get("metadata")).get("name")) or ""
     return (1 if _terminated(pod) is not None else 0, created, name)
 
 
@@ -119,23 +110,23 @@ def observe_job(
     raw: object = job  # the watch may hand us anything; the signature is the happy path
     if not isinstance(raw, Mapping):
         return None
-    metadata = _map(job.get("metadata"))
-    labels = _map(metadata.get("labels"))
-    annotations = _map(metadata.get("annotations"))
-    name = _str(metadata.get("name"))
-    node = _str(annotations.get(ANNOTATION_NODE))
+    metadata = as_map(job.get("metadata"))
+    labels = as_map(metadata.get("labels"))
+    annotations = as_map(metadata.get("annotations"))
+    name = as_str(metadata.get("name"))
+    node = as_str(annotations.get(ANNOTATION_NODE))
     attempt = _int(labels.get(LABEL_ATTEMPT))
     if name is None or node is None or attempt is None or attempt < 1:
         return None
-    if _str(labels.get(LABEL_RUN)) is None:
+    if as_str(labels.get(LABEL_RUN)) is None:
         return None
-    status = _map(job.get("status"))
+    status = as_map(job.get("status"))
     phase = _job_phase(status)
     failed = _true_condition(status, "Failed")
     pod = _deciding_pod(pods)
     terminated = _terminated(pod) if pod is not None else None
     exit_code = _int(terminated.get("exitCode")) if terminated else None
-    message = _str(terminated.get("message")) if terminated else None
+    message = as_str(terminated.get("message")) if terminated else None
     finished_at: datetime | None = parse_time(status.get("completionTime"))
     if finished_at is None and failed is not None:
         finished_at = parse_time(failed.get("lastTransitionTime"))
@@ -144,17 +135,17 @@ def observe_job(
         name=name,
         node=node,
         attempt=attempt,
-        uid=_str(metadata.get("uid")) or "",
+        uid=as_str(metadata.get("uid")) or "",
         phase=phase,
-        failure_reason=_str(failed.get("reason")) if failed is not None else None,
+        failure_reason=as_str(failed.get("reason")) if failed is not None else None,
         exit_code=exit_code,
         message=message,
         pod_reason=_pod_reason(pod) if pod is not None else None,
         started_at=parse_time(status.get("startTime")),
         finished_at=finished_at,
         deleting=metadata.get("deletionTimestamp") is not None,
-        job_message=_str(failed.get("message")) if failed is not None else None,
-        exit_reason=_str(terminated.get("reason")) if terminated else None,
+        job_message=as_str(failed.get("message")) if failed is not None else None,
+        exit_reason=as_str(terminated.get("reason")) if terminated else None,
         pending=start.pending,
         start_problem=start.problem,
         container_started_at=start.container_started_at,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .fields import as_list, as_map, as_str
 from .messages import clean_message
 from .timefmt import parse_time
 from .types import StartProblem
@@ -87,24 +88,12 @@ def metric_reason(reason: str) -> str:
     return reason if reason in KNOWN_REASONS else OTHER
 
 
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, list | tuple) else ()
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _reason(value: Any, fallback: str) -> str:
-    text = _str(value)
+    text = as_str(value)
     return text if text is not None and _REASON.fullmatch(text) else fallback
 
 
@@ -115,13 +104,13 @@ def _problem(reason: str, message: str) -> StartProblem:
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
     """The last time the cluster saw this: core/v1 and events.k8s.io Events keep it in different
     fields, and the correlator bumps `lastTimestamp` / `series` on every repeat."""
-    series = _map(event.get("series"))
+    series = as_map(event.get("series"))
     candidates = (
         parse_time(event.get("lastTimestamp")),
         parse_time(series.get("lastObservedTime")),
         parse_time(event.get("eventTime")),
         parse_time(event.get("firstTimestamp")),
-        parse_time(_map(event.get("metadata")).get("creationTimestamp")),
+        parse_time(as_map(event.get("metadata")).get("creationTimestamp")),
     )
     known = [moment for moment in candidates if moment is not None]
     return max(known) if known else None
@@ -132,15 +121,15 @@ def _newest_event(
 ) -> tuple[Mapping[str, Any], datetime | None] | None:
     found: list[tuple[float, str, Mapping[str, Any], datetime | None]] = []
     for raw in events:
-        event = _map(raw)
-        involved = _map(event.get("involvedObject"))
+        event = as_map(raw)
+        involved = as_map(event.get("involvedObject"))
         if involved.get("kind") != kind or event.get("reason") not in reasons:
             continue
-        their_uid = _str(involved.get("uid"))
+        their_uid = as_str(involved.get("uid"))
         if uid and their_uid and their_uid != uid:
             continue  # an Event about an earlier object of the same name
         moment = _event_time(event)
-        name = _str(_map(event.get("metadata")).get("name")) or ""
+        name = as_str(as_map(event.get("metadata")).get("name")) or ""
         found.append((moment.timestamp() if moment else 0.0, name, event, moment))
     if not found:
         return None
@@ -152,37 +141,37 @@ def _created_problem(job_uid: str, events: Sequence[Mapping[str, Any]]) -> Start
     newest = _newest_event(events, "Job", job_uid, JOB_EVENT_REASONS)
     if newest is None:
         return None
-    text = _str(newest[0].get("message")) or "the Job controller could not create it"
+    text = as_str(newest[0].get("message")) or "the Job controller could not create it"
     text = text.removeprefix("Error creating: ")
     return _problem(FAILED_CREATE, f"cannot create the pod: {text}")
 
 
 def _scheduling_problem(status: Mapping[str, Any]) -> StartProblem | None:
-    for condition in _list(status.get("conditions")):
-        condition = _map(condition)
+    for condition in as_list(status.get("conditions")):
+        condition = as_map(condition)
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             reason = _reason(condition.get("reason"), UNSCHEDULABLE)
-            text = _str(condition.get("message")) or "no reason given"
+            text = as_str(condition.get("message")) or "no reason given"
             return _problem(reason, f"cannot schedule the pod: {text}")
     return None
 
 
 def _container_statuses(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Init containers first (they run first), then the stage container, then any sidecar."""
-    regular = [_map(item) for item in _list(status.get("containerStatuses"))]
+    regular = [as_map(item) for item in as_list(status.get("containerStatuses"))]
     regular.sort(key=lambda item: item.get("name") != STAGE_CONTAINER)
-    return [_map(item) for item in _list(status.get("initContainerStatuses"))] + regular
+    return [as_map(item) for item in as_list(status.get("initContainerStatuses"))] + regular
 
 
 def _waiting_problem(status: Mapping[str, Any]) -> StartProblem | None:
     for container in _container_statuses(status):
-        waiting = _map(_map(container.get("state")).get("waiting"))
-        reason = _str(waiting.get("reason"))
+        waiting = as_map(as_map(container.get("state")).get("waiting"))
+        reason = as_str(waiting.get("reason"))
         if not waiting or reason in BENIGN_WAITING:
             continue
-        name = _str(container.get("name")) or STAGE_CONTAINER
+        name = as_str(container.get("name")) or STAGE_CONTAINER
         shown = _reason(reason, "ContainerWaiting")
-        text = _str(waiting.get("message")) or f"waiting ({reason or 'no reason given'})"
+        text = as_str(waiting.get("message")) or f"waiting ({reason or 'no reason given'})"
         return _problem(shown, f"cannot start container {name}: {text}")
     return None
 
@@ -197,12 +186,12 @@ def _pod_event_problem(
         return None
     event = newest[0]
     reason = _reason(event.get("reason"), "FailedMount")
-    text = _str(event.get("message")) or reason
+    text = as_str(event.get("message")) or reason
     return _problem(reason, f"cannot set up the pod: {text}")
 
 
 def _stage_status(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    statuses = [_map(item) for item in _list(status.get("containerStatuses"))]
+    statuses = [as_map(item) for item in as_list(status.get("containerStatuses"))]
     for item in statuses:
         if item.get("name") == STAGE_CONTAINER:
             return item
@@ -212,13 +201,13 @@ def _stage_status(status: Mapping[str, Any]) -> Mapping[str, Any]:
 def container_started_at(pod: Mapping[str, Any]) -> tuple[bool, datetime | None]:
     """(has the stage container ever run, when it started). A container the runtime could not
     start (`StartError`) never ran, whatever its terminated state says."""
-    container = _stage_status(_map(pod.get("status")))
+    container = _stage_status(as_map(pod.get("status")))
     for key in ("state", "lastState"):
-        state = _map(container.get(key))
-        running = _map(state.get("running"))
+        state = as_map(container.get(key))
+        running = as_map(state.get("running"))
         if running:
             return True, parse_time(running.get("startedAt"))
-        terminated = _map(state.get("terminated"))
+        terminated = as_map(state.get("terminated"))
         if terminated and terminated.get("reason") not in START_ERROR_REASONS:
             return True, parse_time(terminated.get("startedAt"))
     return False, None
@@ -230,8 +219,8 @@ def _newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
         return None
 
     def key(pod: Mapping[str, Any]) -> tuple[str, str]:
-        meta = _map(pod.get("metadata"))
-        return (_str(meta.get("creationTimestamp")) or "", _str(meta.get("name")) or "")
+        meta = as_map(pod.get("metadata"))
+        return (as_str(meta.get("creationTimestamp")) or "", as_str(meta.get("name")) or "")
 
     return max(candidates, key=key)
 
@@ -244,8 +233,8 @@ def observe_start(
 ) -> StartObservation:
     """The start state of an active Job. `events` are Warning Events about the Job and its pods
     (others are ignored); `now` judges how fresh a pod Event is (None: pod Events ignored)."""
-    job_meta = _map(job.get("metadata"))
-    job_status = _map(job.get("status"))
+    job_meta = as_map(job.get("metadata"))
+    job_status = as_map(job.get("status"))
     pod = _newest_pod(pods)
     started, started_at = container_started_at(pod) if pod is not None else (False, None)
     if started:
@@ -254,18 +243,18 @@ def observe_start(
         return NOT_PENDING  # a pod ran (or runs) even if this view of it lags
     if pod is None:
         return StartObservation(
-            True, None, _created_problem(_str(job_meta.get("uid")) or "", events)
+            True, None, _created_problem(as_str(job_meta.get("uid")) or "", events)
         )
-    if _map(pod.get("status")).get("phase") in ("Succeeded", "Failed"):
+    if as_map(pod.get("status")).get("phase") in ("Succeeded", "Failed"):
         return NOT_PENDING  # over: the Job's own verdict follows
-    pod_uid = _str(_map(pod.get("metadata")).get("uid")) or ""
+    pod_uid = as_str(as_map(pod.get("metadata")).get("uid")) or ""
     problem = pod_problem(pod) or _pod_event_problem(pod_uid, events, now)
     return StartObservation(True, None, problem)
 
 
 def pod_problem(pod: Mapping[str, Any]) -> StartProblem | None:
     """What the pod's own status says keeps it from starting (not its Events)."""
-    status = _map(pod.get("status"))
+    status = as_map(pod.get("status"))
     return _scheduling_problem(status) or _waiting_problem(status)
 
 

@@ -18,10 +18,8 @@ models (the same document as `crds/extractionruns.yaml`) and waits until it is s
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import shutil
 import tempfile
-import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +30,7 @@ import yaml
 from .jobrunner import JobRunner
 from .kubeapi import JSON, ApiClient, ApiError
 from .kubeconfig import write_kubeconfig
+from .loopthread import LoopThread
 
 T = TypeVar("T")
 Manifest = JSON | list[JSON] | str | Path
@@ -234,18 +233,16 @@ class ThreadedLocalCluster:
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="localcluster", daemon=True
-        )
+        self._loop = LoopThread("localcluster")
+        self.loop = self._loop.loop
         self._started = False
 
     def start(self, timeout: float = 60.0) -> ThreadedLocalCluster:
-        self._thread.start()
+        self._loop.start()
         try:
             self.call(self.cluster.start(), timeout=timeout)
         except BaseException:
-            self._shutdown_loop()
+            self._loop.stop()
             raise
         self._started = True
         return self
@@ -256,13 +253,7 @@ class ThreadedLocalCluster:
             try:
                 self.call(self.cluster.stop(), timeout=timeout)
             finally:
-                self._shutdown_loop()
-
-    def _shutdown_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
+                self._loop.stop()
 
     def __enter__(self) -> ThreadedLocalCluster:
         return self.start()
@@ -277,12 +268,7 @@ class ThreadedLocalCluster:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60.0) -> T:
         """Run a coroutine on the cluster's loop and wait for its result."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+        return self._loop.call(coro, timeout)
 
     # The same surface as LocalCluster, synchronously.
     @property

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import signal as signals
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from .aio import wait_event, within
 from .jobcontroller import (
     controller_uid,
     is_finished_pod,
@@ -141,9 +141,7 @@ class JobRunner:
             caches.append(self._jobs)
             self._tasks.append(asyncio.create_task(self._jobs.run(), name="jobrunner-jobs-watch"))
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(cache.synced.wait() for cache in caches)), sync_timeout
-            )
+            await within(asyncio.gather(*(cache.synced.wait() for cache in caches)), sync_timeout)
         except TimeoutError:
             await self.stop()
             raise RuntimeError(
@@ -275,8 +273,7 @@ class JobRunner:
         assert self._wake_event is not None
         assert self._pods is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_event.wait(), self._tick)
+            await wait_event(self._wake_event, self._tick)
             self._wake_event.clear()
             jobs_synced = self._jobs is None or self._jobs.synced.is_set()
             if not (jobs_synced and self._pods.synced.is_set()):

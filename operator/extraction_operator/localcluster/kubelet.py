@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .aio import within
 from .jobcontroller import POD_DEADLINE_MESSAGE, is_finished_pod, timestamp
 from .kubeapi import CONFIGMAPS, PODS, SECRETS, ApiClient, ApiError
 from .podsetup import LocalPodSetup, PodSetup
@@ -188,7 +189,7 @@ class Kubelet:
         async def reap(run: PodRun) -> None:
             assert run.process is not None
             try:
-                await asyncio.wait_for(run.process.wait(), 5)
+                await within(run.process.wait(), 5)
             except (TimeoutError, ProcessLookupError):
                 log.warning("process of pod %s/%s did not die", run.namespace, run.name)
 

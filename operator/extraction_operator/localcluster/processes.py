@@ -15,6 +15,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from .aio import within
+
 # kubelet's limits on the termination message and on the log tail used by FallbackToLogsOnError.
 MAX_TERMINATION_MESSAGE_BYTES = 4096
 FALLBACK_LOG_LINES = 80
@@ -107,6 +109,6 @@ class StageProcess:
             return self.returncode
         self.signal_group(signal.SIGTERM)
         with contextlib.suppress(asyncio.TimeoutError):
-            return await asyncio.wait_for(asyncio.shield(self._proc.wait()), grace_seconds)
+            return await within(asyncio.shield(self._proc.wait()), grace_seconds)
         self.signal_group(signal.SIGKILL)
         return await self._proc.wait()

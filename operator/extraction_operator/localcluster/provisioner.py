@@ -22,6 +22,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from .aio import wait_event
 from .kubeapi import PVCS, PVS, ApiClient, ApiError
 from .podspec import JSON
 from .watchcache import WatchCache
@@ -119,10 +120,7 @@ class HostPathProvisioner:
         tasks = [asyncio.create_task(self.claims.run()), asyncio.create_task(self.volumes.run())]
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), tick)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake, tick)
                 self._wake.clear()
                 if self.claims.synced.is_set() and self.volumes.synced.is_set():
                     try:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from extraction_operator.localcluster.aio import wait_event
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestInfo:
@@ -199,10 +201,7 @@ class FaultInjector:
         event = self._release
         if event is None:
             return
-        try:
-            await asyncio.wait_for(event.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await wait_event(event, seconds)
 
 
 @dataclasses.dataclass

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from extraction_operator.localcluster.aio import within
+
 from .errors import ApiError
 from .history import Event, Stored
 from .resources import ResourceType
@@ -96,7 +98,7 @@ class WatchStream:
                 return
             wake = min(deadline, next_bookmark) if options.bookmarks else deadline
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=max(0.0, wake - now))
+                item = await within(queue.get(), max(0.0, wake - now))
             except TimeoutError:
                 if options.bookmarks and time.monotonic() >= next_bookmark:
                     await self._bookmark(response)

@@ -186,6 +186,7 @@ def test_printer_columns(version: JSON) -> None:
         ("Phase", "string", ".status.phase", 0),
         ("Progress", "string", ".status.progress", 0),
         ("Message", "string", ".status.message", 1),
+        ("Circuits", "string", ".status.circuitSummary", 1),
         ("Age", "date", ".metadata.creationTimestamp", 0),
     ]
 

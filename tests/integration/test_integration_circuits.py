@@ -91,6 +91,7 @@ def test_open_circuit_holds_a_stage_as_blocked_until_recovery(
         run = kube.get_run("held")
         assert run["status"]["circuits"]["llm"]["state"] == "open"
         assert "provider 503" in run["status"]["circuits"]["llm"]["lastError"]
+        assert run["status"]["circuitSummary"].startswith("llm: open, next probe ")
         events = {e["reason"]: e["message"] for e in kube.events("held")}
         assert "provider 503" in events.get("CircuitOpened", "")
         # At recovery time the operator launches the blocked work so one pod can probe.

@@ -260,7 +260,12 @@ def test_circuit_open_exit_with_closed_gate_waits_initial_seconds() -> None:
     cluster.step()
     cluster.finish("a", 75)
     plan = cluster.step()
-    assert cluster.node("a")["phase"] == "Blocked"
+    node = cluster.node("a")
+    assert (node["phase"], node["reason"], node.get("failures", 0)) == (
+        "Waiting",
+        "CircuitOpen",
+        0,
+    )
     assert plan.requeue_after == 7
     cluster.tick(7)
     assert created_nodes(cluster.step()) == ["a"]

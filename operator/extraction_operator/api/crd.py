@@ -195,6 +195,12 @@ def generate_crd() -> JSON:
                             "jsonPath": ".status.message",
                             "priority": 1,
                         },
+                        {
+                            "name": "Circuits",
+                            "type": "string",
+                            "jsonPath": ".status.circuitSummary",
+                            "priority": 1,
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -299,6 +299,12 @@ class NodeStatus(_StatusModel):
     start_problems: Annotated[
         list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_START_PROBLEMS)
     ] = Field(default_factory=list)
+    # A provider failure of the last attempt still being judged: circuit -> the generation its
+    # failed call was admitted under. It uses a retry only if that circuit has not opened by the
+    # time the retry is due (docs/circuit-breakers.md, "Outages do not spend retries").
+    provider_failures: Annotated[dict[str, Annotated[int, Field(ge=0)]], Field(max_length=16)] = (
+        Field(default_factory=dict)
+    )
 
 
 class CircuitSummary(_StatusModel):
@@ -324,6 +330,8 @@ class ExtractionRunStatus(_StatusModel):
     conditions: list[Condition] = Field(default_factory=list)
     nodes: dict[str, NodeStatus] = Field(default_factory=dict)
     circuits: dict[str, CircuitSummary] = Field(default_factory=dict)
+    # `circuits` in one line, for the `Circuits` column of `kubectl get xrun -o wide`.
+    circuit_summary: Annotated[str, Field(max_length=1024)] | None = None
     # The last `extraction.dev/redrive` annotation value acted upon: a new value means "re-drive".
     redrive: str | None = None
     redriven_at: datetime | None = None

@@ -8,8 +8,10 @@ even when several happened in between and the state looks the same).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from extraction_operator.api.models import CircuitSummary
 
@@ -66,3 +68,18 @@ def summarize(record: CircuitRecord, next_probe_at: float | None = None) -> Circ
 def circuit_summaries(document: BreakerDocument) -> dict[str, CircuitSummary]:
     """`status.circuits` for every circuit in the document."""
     return {name: summarize(record) for name, record in sorted(document.circuits.items())}
+
+
+def circuits_line(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line for `kubectl get xrun -o wide`: each circuit's state and, while it is not
+    closed, when the next probe may start ("llm: open, next probe 12:00:35Z")."""
+    parts: list[str] = []
+    for name, summary in sorted(summaries.items()):
+        state = str(summary.get("state") or "closed")
+        text = f"{name}: {state}"
+        next_probe = summary.get("nextProbeAt")
+        if state != "closed":
+            clock = str(next_probe)[11:] if isinstance(next_probe, str) else ""
+            text += f", next probe {clock}" if clock else ", probing"
+        parts.append(text)
+    return "; ".join(parts)[:1024]

@@ -98,7 +98,9 @@ class CircuitTracker:
             # A half-open circuit whose probe lease someone else holds admits nobody else until the
             # lease ends: to the planner that is an open circuit with a known retry time.
             gate_state = "open" if retry_at is not None else current.state
-            reading.gates[name] = CircuitGate(state=gate_state, retry_at=retry_at)
+            reading.gates[name] = CircuitGate(
+                state=gate_state, retry_at=retry_at, generation=current.record.generation
+            )
             reading.summaries[name] = summarize(current.record, current.retry_at).model_dump(
                 mode="json", by_alias=True, exclude_none=True
             )

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from extraction_operator.api.constants import ANNOTATION_LAUNCHED_BY, ANNOTATION_REDRIVE
+from extraction_operator.breaker.report import circuits_line
 from extraction_operator.metrics import Metrics
 from extraction_operator.planner import (
     BreakerAccess,
@@ -59,7 +60,7 @@ POD_INFO_GRACE_SECONDS = 5.0
 # just-created Job for a lost one.
 RECENT_JOB_TTL_SECONDS = 120.0
 CONFLICT_REQUEUE_SECONDS = 0.2
-SHELL_STATUS_FIELDS = ("circuits", "reconciledBy")
+SHELL_STATUS_FIELDS = ("circuits", "circuitSummary", "reconciledBy")
 CREATE_CONCURRENCY = 8
 TERMINAL_PHASES = ("Succeeded", "Failed")
 ERROR_REQUEUE_SECONDS = 5.0
@@ -268,6 +269,8 @@ class Reconciler:
                 plan.status[field] = old[field]
         if circuits or "circuits" in old:
             plan.status["circuits"] = dict(circuits)
+        if circuits:
+            plan.status["circuitSummary"] = circuits_line(circuits)
         previous = old.get("reconciledBy")
         if plan.status.get("phase") in TERMINAL_PHASES:
             plan.status_changed = plan.status_changed or any(

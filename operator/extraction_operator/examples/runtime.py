@@ -12,6 +12,10 @@ context returning a summary) into that protocol, so each stage module holds only
   stage did not call its provider; the operator parks the node as `Blocked` without spending a
   retry and launches it again after the breaker's recovery time.
 
+A stage that fails because its provider failed (a `StageTransientError` raised `from` the provider
+error the circuit counted) also gets the SDK's provider-failure marker under its message, so the
+operator does not spend the node's retries while the circuit is open.
+
 Nothing here may print a traceback for bad input: a person reads these messages in `kubectl get`.
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from extraction_operator.api import constants
 from extraction_operator.breaker.runtime import CircuitOpen
+from extraction_operator.stage.termination import mark_provider_failures
 
 EXIT_OK = 0
 EXIT_RETRYABLE = 1
@@ -137,11 +142,9 @@ def write_termination_message(message: str, env: Mapping[str, str]) -> None:
 
     Best effort: a stage must not fail because its report could not be written."""
     line = " ".join(message.split())[:MAX_TERMINATION_MESSAGE]
-    path = env.get(ENV_TERMINATION_MESSAGE_PATH, "")
+    path = _termination_path(env)
     if not path:
-        if not Path(DEFAULT_TERMINATION_MESSAGE_PATH).exists():
-            return
-        path = DEFAULT_TERMINATION_MESSAGE_PATH
+        return
     try:
         Path(path).write_text(line + "\n", encoding="utf-8")
     except OSError as error:
@@ -162,9 +165,9 @@ def run_stage(body: StageBody, env: Mapping[str, str] | None = None) -> int:
         fail_on_purpose_if_asked(context)
         summary = body(context)
     except StageInputError as error:
-        return _report(f"bad input: {error}", EXIT_BAD_INPUT, environment)
+        return _report(f"bad input: {error}", EXIT_BAD_INPUT, environment, error)
     except StageTransientError as error:
-        return _report(str(error), EXIT_RETRYABLE, environment)
+        return _report(str(error), EXIT_RETRYABLE, environment, error)
     except CircuitOpen as error:
         return _report(
             f"{error}; not calling the provider (exit {EXIT_CIRCUIT_OPEN}: the operator retries "
@@ -173,18 +176,33 @@ def run_stage(body: StageBody, env: Mapping[str, str] | None = None) -> int:
             environment,
         )
     except OSError as error:
-        return _report(f"I/O error: {error}", EXIT_RETRYABLE, environment)
+        return _report(f"I/O error: {error}", EXIT_RETRYABLE, environment, error)
     except Exception as error:  # a bug in the stage: keep the trace in the log, the gist in status
         traceback.print_exc()
         return _report(
-            f"internal error: {type(error).__name__}: {error}", EXIT_RETRYABLE, environment
+            f"internal error: {type(error).__name__}: {error}", EXIT_RETRYABLE, environment, error
         )
     print(summary)
     write_termination_message(summary, environment)
     return EXIT_OK
 
 
-def _report(message: str, code: int, env: Mapping[str, str]) -> int:
+def _report(
+    message: str, code: int, env: Mapping[str, str], error: BaseException | None = None
+) -> int:
+    """Print and write `message`; when `error` carries a provider failure a circuit counted, the
+    SDK appends its marker under the message (the same rule as `extraction_operator.stage`)."""
     print(message, file=sys.stderr)
     write_termination_message(message, env)
+    path = _termination_path(env)
+    if error is not None and path:
+        mark_provider_failures(error, path)
     return code
+
+
+def _termination_path(env: Mapping[str, str]) -> str:
+    """Where the message goes: the env's path, else the default when it exists, else nowhere."""
+    path = env.get(ENV_TERMINATION_MESSAGE_PATH, "")
+    if not path and Path(DEFAULT_TERMINATION_MESSAGE_PATH).exists():
+        path = DEFAULT_TERMINATION_MESSAGE_PATH
+    return path

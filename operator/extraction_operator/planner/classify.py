@@ -5,7 +5,9 @@ SIGTERM made of it, so the Job's `DeadlineExceeded` wins over the exit code; an 
 chose its exit code, so a pod-level reason wins too; a container the runtime could not start
 (`StartError`: its command cannot be executed) never ran, so its exit code 128 is the runtime's,
 not the stage's; only then does the stage's own exit code decide between `CircuitOpen` (75),
-`NonRetryable` and a plain `Error`.
+`NonRetryable` and a plain `Error`. A plain `Error` whose stage said it ended on a provider
+failure (the SDK's marker line, `breaker.attribution`) carries that claim for `outage.attribute`;
+the marker line itself never reaches the node's message.
 
 The message is the stage's own termination message when it wrote one. When it did not, the text
 says what is known and where to look, never the Job controller's condition message: with the
@@ -15,9 +17,10 @@ limit", which tells a user nothing about their stage."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from extraction_operator.api.constants import EXIT_CIRCUIT_OPEN
+from extraction_operator.breaker.attribution import split_marker
 
 from .backoff import EffectivePolicy
 from .messages import clean_message, truncate_utf8
@@ -44,6 +47,8 @@ class Failure:
     reason: str
     exit_code: int | None
     message: str | None
+    # circuit -> generation its failed call was admitted under, as the stage's SDK reported it.
+    provider_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def counts_against_limit(self) -> bool:
@@ -75,7 +80,8 @@ def classify_failure(
 ) -> Failure:
     """The failure kind of a Job in phase Failed. `timeout_seconds` is the stage's timeout, for
     the message of a deadline failure."""
-    own_message = clean_message(job.message)
+    text, provider_failures = split_marker(job.message)
+    own_message = clean_message(text)
     if job.failure_reason == DEADLINE_EXCEEDED:
         limit = f" ({timeout_seconds}s)" if timeout_seconds is not None else ""
         return Failure(
@@ -111,7 +117,7 @@ def classify_failure(
             code,
             own_message or f"{silent_exit(job, code)} (exit code {code} is non-retryable)",
         )
-    return Failure(ERROR, code, own_message or silent_exit(job, code))
+    return Failure(ERROR, code, own_message or silent_exit(job, code), provider_failures)
 
 
 def start_deadline_failure(

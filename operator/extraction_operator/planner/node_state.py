@@ -24,6 +24,7 @@ from extraction_operator.api.models import NodePhase
 from .timefmt import format_time, parse_time
 
 NODE_PHASES: tuple[str, ...] = get_args(NodePhase)
+MAX_PROVIDER_FAILURES = 16
 # Phases a node never leaves without outside help (a re-drive).
 TERMINAL: frozenset[str] = frozenset({"Succeeded", "Failed", "Skipped"})
 # Phases in which a node may be (re)launched once its timers and gates allow it.
@@ -46,6 +47,9 @@ class NodeState:
     message: str | None = None
     # Start-problem reasons reported for the current attempt (each with one Event).
     start_problems: list[str] = field(default_factory=list)
+    # A provider failure not yet judged (circuit -> admitted generation): the node waits out its
+    # backoff without spending a retry, and spends it only if the circuit has not opened by then.
+    provider_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def not_starting(self) -> bool:
@@ -57,7 +61,11 @@ class NodeState:
         )
 
     def copy(self) -> NodeState:
-        return replace(self, start_problems=list(self.start_problems))
+        return replace(
+            self,
+            start_problems=list(self.start_problems),
+            provider_failures=dict(self.provider_failures),
+        )
 
     def clear_outcome(self) -> None:
         """Forget the previous attempt's result (a new attempt starts, or a re-drive)."""
@@ -67,6 +75,7 @@ class NodeState:
         self.reason = None
         self.message = None
         self.start_problems = []
+        self.provider_failures = {}
 
 
 def _count(value: Any) -> int:
@@ -87,6 +96,17 @@ def _reasons(value: Any) -> list[str]:
         if isinstance(item, str) and item and item not in out:
             out.append(item[:64])
     return out
+
+
+def _generations(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        name[:63]: generation
+        for name, generation in list(value.items())[:MAX_PROVIDER_FAILURES]
+        if isinstance(name, str) and name and isinstance(generation, int)
+        and not isinstance(generation, bool) and generation >= 0
+    }  # fmt: skip
 
 
 def wire_phase_in_flight(raw: Any) -> bool:
@@ -130,6 +150,7 @@ def parse_node_state(raw: Any) -> NodeState:
         reason=_text(raw.get("reason")),
         message=_text(raw.get("message")),
         start_problems=_reasons(raw.get("startProblems")),
+        provider_failures=_generations(raw.get("providerFailures")),
     )
     if state.phase == "Running" and state.attempts == 0:
         state.phase = "Pending"  # "running" with no Job ever launched is not a fact we can use
@@ -161,4 +182,6 @@ def serialize_node_state(state: NodeState) -> dict[str, Any]:
         out["message"] = state.message
     if state.start_problems:
         out["startProblems"] = list(state.start_problems)
+    if state.provider_failures:
+        out["providerFailures"] = dict(sorted(state.provider_failures.items()))
     return out

@@ -22,6 +22,7 @@ Choices the design left open, made here:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from extraction_operator.api.models import ExtractionRunSpec
 from extraction_operator.api.validation import Problem, parse_spec
 
 from .access import access_condition
-from .accounting import adopt_newer_jobs, settle_running
+from .accounting import adopt_newer_jobs, settle_provider_failure, settle_running
 from .backoff import EffectivePolicy, effective_policy
 from .classify import CIRCUIT_OPEN, DEADLINE_EXCEEDED
 from .conditions import DesiredCondition, build_conditions
@@ -41,6 +42,7 @@ from .jobs import build_job
 from .messages import clean_message, truncate_utf8
 from .node_state import LAUNCHABLE, TERMINAL, NodeState, parse_node_state, serialize_node_state
 from .nodes import Node, RunGraph, build_graph, topological_order
+from .outage import PROVIDER_OUTAGE, ProbeSlots, probing_circuits
 from .run_record import RunRecord, parse_run_record
 from .starting import start_timeout
 from .summary import RunFailure, first_failed, node_failure_text, progress_message
@@ -130,7 +132,9 @@ class _Planner:
             stage.name: start_timeout(spec, stage) for stage in spec.stages
         }
         self.gates: dict[str, CircuitGate] = {
-            name: CircuitGate(gate.state, as_utc(gate.retry_at) if gate.retry_at else None)
+            name: dataclasses.replace(
+                gate, retry_at=as_utc(gate.retry_at) if gate.retry_at else None
+            )
             for name, gate in snapshot.circuits.items()
         }
         self.jobs: dict[str, list[ObservedJob]] = {node.key: [] for node in self.graph.nodes}
@@ -207,9 +211,12 @@ class _Planner:
             adopt_newer_jobs(node, state, jobs, ctx)
             if state.phase == "Running" and self.record.started_at is None:
                 self.record.started_at = state.started_at or floor_second(self.now)
-            recheck = settle_running(node, state, jobs, ctx)
-            if recheck is not None:
-                self.timers.append(recheck)
+            for recheck in (
+                settle_running(node, state, jobs, ctx),
+                settle_provider_failure(node, state, ctx),
+            ):
+                if recheck is not None:
+                    self.timers.append(recheck)
 
     def _deadline(self) -> datetime | None:
         seconds = self.spec.active_deadline_seconds
@@ -284,25 +291,51 @@ class _Planner:
                 active.add(state.job_name or f"[{key}]")
         return len(active)
 
+    def _probe_slots(self) -> ProbeSlots:
+        """A running node guarded by a recovering circuit is its prober (see `outage`)."""
+        slots = ProbeSlots()
+        for node in self.graph.nodes:
+            if self.states[node.key].phase == "Running":
+                slots.occupy(node.stage.circuits, node.key)
+        return slots
+
     def _launch(self) -> None:
         capacity = self.spec.parallelism - self._active_count()
+        slots = self._probe_slots()
         for node in self.graph.nodes:
             state = self.states[node.key]
             if state.phase not in LAUNCHABLE:
                 continue
             if any(self.states[dep].phase != "Succeeded" for dep in node.dependencies):
                 continue
-            if state.phase != "Pending" and state.next_retry_at and state.next_retry_at > self.now:
+            # A Waiting node waits out its backoff; a Blocked one goes as soon as its circuits let
+            # it (its nextRetryAt is when they may next be probed, which a close makes moot).
+            if state.phase == "Waiting" and state.next_retry_at and state.next_retry_at > self.now:
                 self.timers.append(state.next_retry_at)
                 continue
             blocked = blockage(node.stage.circuits, self.gates, self.now)
             if blocked is not None:
                 self._block(node, state, blocked)
                 continue
+            probing = probing_circuits(node.stage.circuits, self.gates)
+            taken = slots.holder(probing)
+            if taken is not None:
+                self._await_probe(node, state, *taken)
+                continue
             if capacity <= 0:
                 continue
             self._start(node, state)
             capacity -= 1
+            if probing:
+                slots.occupy(probing, node.key)
+                self.log.node(
+                    node.stage.name,
+                    node.key,
+                    "Normal",
+                    "StageProbing",
+                    f"{node.key} launched to probe circuit {', '.join(probing)}; "
+                    "the other stages it guards wait for the verdict",
+                )
 
     def _block(self, node: Node, state: NodeState, blocked: Blockage) -> None:
         until = ceil_second(blocked.until)
@@ -316,12 +349,32 @@ class _Planner:
                 f"{node.key} waits for circuit {names} (open until {format_clock(until)})",
             )
         state.phase = "Blocked"
-        state.reason = CIRCUIT_OPEN
         state.next_retry_at = until
+        self.timers.append(until)
+        if state.reason == PROVIDER_OUTAGE:
+            return  # its message says why it waits, which outlasts any one recovery time
+        state.reason = CIRCUIT_OPEN
         state.message = (
             f"circuit {', '.join(blocked.circuits)} open; launch at {format_clock(until)}"
         )
-        self.timers.append(until)
+
+    def _await_probe(self, node: Node, state: NodeState, circuit: str, prober: str) -> None:
+        """Hold a node while another of the run's pods probes its recovering circuit; the
+        circuit's next transition (an annotation change) wakes the run up again."""
+        if state.phase != "Blocked":
+            self.log.node(
+                node.stage.name,
+                node.key,
+                "Normal",
+                "StageBlocked",
+                f"{node.key} waits while {prober} probes circuit {circuit}",
+            )
+        state.phase = "Blocked"
+        state.next_retry_at = None
+        if state.reason == PROVIDER_OUTAGE:
+            return
+        state.reason = CIRCUIT_OPEN
+        state.message = f"circuit {circuit} recovering: waiting while {prober} probes it"
 
     def _start(self, node: Node, state: NodeState) -> None:
         attempt = state.attempts + 1

@@ -87,7 +87,13 @@ def progress_message(
         limit = policies[graph.by_key[key].stage.name].limit
         when = f" at {format_clock(state.next_retry_at)}" if state.next_retry_at else ""
         more = f" (+{len(waiting) - 1} more waiting)" if len(waiting) > 1 else ""
-        parts.append(f"{key} retry {state.failures}/{limit}{when}{more}")
+        if state.provider_failures:
+            circuits = ", ".join(sorted(state.provider_failures))
+            parts.append(
+                f"{key} relaunch{when}, no retry used if circuit {circuits} opens first{more}"
+            )
+        else:
+            parts.append(f"{key} retry {state.failures}/{limit}{when}{more}")
     blocked = by_phase.get("Blocked", [])
     if blocked:
         state = states[blocked[0]]

@@ -59,6 +59,9 @@ class CircuitGate:
 
     state: GateState
     retry_at: datetime | None  # while open: when the recovery time passes
+    # Bumped by every transition of the circuit: a stage's provider failure admitted under an
+    # older generation happened before the circuit opened (see `outage.attribute`).
+    generation: int = 0
 
 
 @dataclass(frozen=True)

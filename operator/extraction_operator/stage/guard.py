@@ -7,6 +7,11 @@ runs with SIGTERM/SIGINT/SIGHUP forwarded to it; exit 0 records a success on eve
 exit code listed in `--failure-exit-codes` records a failure, any other code records nothing (it
 says nothing about the provider) and frees a probe lease. CMD's exit code is passed through
 (128+N when CMD was killed by signal N, as shells do).
+
+A failure exit code is the only way a non-Python program can say "the provider failed", so after
+recording it the guard also appends the provider-failure marker (each circuit with the generation
+its admission saw) to whatever CMD wrote to the termination message: the operator then does not
+spend the node's retries when that failure was part of an outage.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from extraction_operator.breaker.machine import Ticket
 from extraction_operator.breaker.runtime import CircuitOpen, SharedBreaker
 
 from .environment import get_breaker
-from .termination import write_termination_message
+from .termination import append_provider_failures, write_termination_message
 
 EXIT_USAGE = 2
 EXIT_NOT_EXECUTABLE = 126
@@ -137,4 +142,9 @@ def run_guard(args: argparse.Namespace) -> int:
             breaker.fail(ticket, f"{command[0]} exited {code}")
         else:
             breaker.release(ticket)
+    if code in failure_codes:
+        append_provider_failures(
+            {ticket.circuit: ticket.generation for ticket in tickets},
+            f"{command[0]} exited {code}",
+        )
     return code

@@ -15,6 +15,9 @@ Leaving records the outcome: no exception is a success; an exception the classif
 success for the breaker, because the provider answered (a 400 says nothing about an outage).
 `KeyboardInterrupt`, cancellation and a nested `CircuitOpen` record nothing and free a probe lease.
 The exception itself always propagates unchanged; the breaker's own bookkeeping never raises.
+A counted failure is also noted on the exception (circuit and admitted generation): if it ends
+the process, `run_stage` and the exit hook tell the operator it was a provider failure, so that an
+outage does not spend the node's retries (stage/failures.py, breaker/attribution.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from extraction_operator.breaker.machine import Ticket
 from extraction_operator.breaker.runtime import CircuitOpen, SharedBreaker
 
 from .environment import get_breaker
+from .failures import describe_error as describe_error  # re-exported: it lived here
+from .failures import note_provider_failure
 from .termination import install_exit_hook
 
 logger = logging.getLogger(__name__)
@@ -45,10 +50,6 @@ R = TypeVar("R")
 _active: contextvars.ContextVar[tuple[tuple[int, Ticket | None], ...]] = contextvars.ContextVar(
     "extraction_circuit_tickets", default=()
 )
-
-
-def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class Circuit:
@@ -96,6 +97,9 @@ class Circuit:
             elif isinstance(exc, CircuitOpen) or not isinstance(exc, Exception):
                 breaker.release(ticket)
             elif self.counts(exc):
+                # Noted before recording: the operator checks the circuit itself, so a record
+                # lost to a bookkeeping error only makes this an ordinary failure there.
+                note_provider_failure(exc, ticket.circuit, ticket.generation)
                 breaker.fail(ticket, describe_error(exc))
             else:
                 breaker.succeed(ticket)

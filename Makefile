@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator.py
 	$(BIN)/python benchmarks/reconciler.py --runs 100
 	$(BIN)/python benchmarks/outage.py
+	$(BIN)/python benchmarks/outage.py --long-outage
 
 # The operator installed in a real cluster from manifests/: the project's own control plane, or
 # the cluster of EXTRACTION_TEST_KUBECONFIG (kind: load the operator image first; see README).

@@ -46,7 +46,10 @@ stage and the run's breaker state are polled every 0.5 s. The last line is `{"lo
   outage end); `probe_pods`: those of them created at or after the circuit's first opening;
   `pods_per_recovery_period` and `failed_calls_per_recovery_period` split them by recovery period
   from the outage start; `guarded_stage_jobs`: all Jobs of the guarded stage;
-- `seconds_after_outage`: when the run was seen finished, minus the outage end;
+- `seconds_after_outage`: when the run was seen finished, minus the outage end; split into the
+  operator's part, `seconds_after_outage_to_circuit_closed` (the next probe succeeded) and
+  `seconds_after_outage_to_last_job_created` (every waiting shard launched), and the work that
+  remains after that (the shards themselves running);
 - `wall_seconds`: from applying the run to seeing it finished;
 - `targets` (with the bounds in `bounds`): `failed_calls` <= failureThreshold +
   in_flight_at_opening + recovery_periods; `pods_started_during_outage` <= recovery_periods + 1;
@@ -427,6 +430,7 @@ class LongObservation:
     run: dict[str, Any] = field(default_factory=dict)
     job_created: dict[str, float] = field(default_factory=dict)  # Job uid -> creation (epoch)
     first_opened_at: float | None = None  # the circuit's earliest openedAt seen
+    closed_at: float | None = None  # epoch, when the poll first saw it closed again after that
     applied_at: float = 0.0  # epoch
     finished_at: float | None = None  # epoch, when the poll first saw Succeeded or Failed
     api_errors: int = 0
@@ -436,6 +440,9 @@ class LongObservation:
         moment = opened_at(run)
         if moment is not None and (self.first_opened_at is None or moment < self.first_opened_at):
             self.first_opened_at = moment
+        reopened = self.first_opened_at is not None and self.closed_at is None
+        if reopened and circuit_state(run) == "closed":
+            self.closed_at = time.time()
 
     def note_jobs(self, jobs: dict[str, Any], seen_at: float) -> None:
         for job in jobs.get("items") or []:
@@ -549,6 +556,12 @@ def long_outage_figures(
     seconds_after: float | None = None
     if observation.finished_at is not None and end is not None:
         seconds_after = round(observation.finished_at - end, 1)
+    # Where the time after the outage goes: the operator's part (the next probe closes the
+    # circuit, the waiting shards' Jobs are created) and the work itself (those shards run).
+    to_closed = to_launched = None
+    if end is not None and observation.closed_at is not None:
+        to_closed = round(observation.closed_at - end, 1)
+        to_launched = round(max(created) - end, 1) if created else None
     wall: float | None = None
     if observation.finished_at is not None:
         wall = round(observation.finished_at - observation.applied_at, 1)
@@ -582,7 +595,14 @@ def long_outage_figures(
         ),
         "guarded_stage_jobs": len(created),
         "mentions_attempts": mentions_attempts(observation.run),
+        # Retries spent: the outage should have spent none (a real failure would show here).
+        "max_node_failures": max(
+            (int(node.get("failures", 0)) for node in (status.get("nodes") or {}).values()),
+            default=0,
+        ),
         "seconds_after_outage": seconds_after,
+        "seconds_after_outage_to_circuit_closed": to_closed,
+        "seconds_after_outage_to_last_job_created": to_launched,
         "wall_seconds": wall,
         "shards": args.shards,
         "chunks_per_shard": args.chunks_per_shard,

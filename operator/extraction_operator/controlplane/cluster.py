@@ -81,6 +81,22 @@ def render_kubeconfig(
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """`argv` run so that the kernel kills it when the process that started it dies.
+
+    A test session that is SIGKILLed (a CI timeout, a developer's ^C^C) never runs its teardown;
+    without this its etcd and API server would live on, holding ports and memory. `setpriv
+    --pdeathsig` (util-linux) sets PR_SET_PDEATHSIG and then execs the component, so nothing of
+    ours runs in the child between fork and exec (a `preexec_fn` would, and is unsafe with
+    threads). The signal follows the *thread* that started the component: start the control
+    plane from a thread that outlives it (the main thread, as every caller here does). Without
+    setpriv the component runs as before."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
 class StartError(RuntimeError):
     """A component did not come up; the message names it and carries its log tail."""
 
@@ -97,8 +113,8 @@ class Component:
     def start(self) -> None:
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                dies_with_parent(self.argv), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
 
     def alive(self) -> bool:

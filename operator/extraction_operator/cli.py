@@ -2,6 +2,10 @@
 
 Subcommands import their implementation lazily so that `extraction-operator guard` inside a stage
 pod does not pay for importing kopf, and `extraction-operator crd` works without a cluster.
+
+The everyday commands against any cluster (`get`, `watch`, `logs`, `redrive`, `suspend`,
+`resume`; `client/`) are also the kubectl plugin `kubectl xrun ...`: kubectl runs the console
+script `kubectl-xrun` (`kubectl_plugin`) with the words after `xrun`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .client.args import add_client_commands, add_connection_flags
+
+PROG = "extraction-operator"
+PLUGIN_PROG = "kubectl xrun"
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
@@ -44,9 +53,10 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="extraction-operator",
+        prog=PROG,
         description="Run multi-stage LLM extraction pipelines as Kubernetes Jobs.",
     )
+    parser.set_defaults(cli_prog=PROG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     crd = sub.add_parser("crd", help="print the ExtractionRun CRD generated from the models")
@@ -131,11 +141,34 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--build-only", action="store_true", help="build, print the bin dir")
     cluster.add_argument("--no-node", action="store_true", help="the control plane alone")
     cluster.set_defaults(func=_cmd_cluster)
+    add_client_commands(sub)
+    return parser
+
+
+def build_plugin_parser() -> argparse.ArgumentParser:
+    """`kubectl xrun COMMAND ...`: the everyday commands alone; the connection flags may come
+    before the command too (`kubectl xrun -n team get corpus`)."""
+    parser = argparse.ArgumentParser(
+        prog=PLUGIN_PROG,
+        description="ExtractionRuns at a glance: get, watch, logs, redrive, suspend, resume.",
+    )
+    add_connection_flags(parser)
+    parser.set_defaults(cli_prog=PLUGIN_PROG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_client_commands(sub, suppress_connection_defaults=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def kubectl_plugin(argv: Sequence[str] | None = None) -> int:
+    """The `kubectl-xrun` console script: kubectl passes it the words after `kubectl xrun`."""
+    parser = build_plugin_parser()
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

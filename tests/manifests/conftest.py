@@ -11,6 +11,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 EXAMPLES = MANIFESTS / "examples"
+# Argo CD's resource customization (a Lua health check and its test data): not Kubernetes objects.
+ARGOCD = MANIFESTS / "argocd"
 KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
 
@@ -28,9 +30,9 @@ def component_dirs() -> list[Path]:
 
 
 def install_files() -> list[Path]:
-    """Every manifest of the base install (manifests/ without examples/, opt-in components and
-    kustomization files)."""
-    excluded = [EXAMPLES, *component_dirs()]
+    """Every manifest of the base install (manifests/ without examples/, argocd/, opt-in
+    components and kustomization files)."""
+    excluded = [EXAMPLES, ARGOCD, *component_dirs()]
     return sorted(
         path
         for path in MANIFESTS.rglob("*.y*ml")

@@ -3,7 +3,8 @@
 The demo reads runs as plain JSON from the API server; a half-written or unexpected status must
 never crash the live view, so every accessor here falls back to an empty value instead of raising.
 Nodes come back in the order of the DAG as written (`spec.stages`, shards by index), which is the
-order a person reads a pipeline in.
+order a person reads a pipeline in. The CLI (`extraction-operator get` / `watch`) reads the same
+rows, plus the stage graph (`spec_stages`) for its tree, the run's times and its circuits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from extraction_operator.api.constants import MAX_SHARDS
+from extraction_operator.api.constants import ANNOTATION_REDRIVE, MAX_SHARDS
 
 JSON = Mapping[str, Any]
 
@@ -35,6 +36,7 @@ class NodeRow:
     exit_code: int | None
     reason: str
     message: str
+    job_name: str = ""  # the Job of the current or last attempt (`extraction-operator logs`)
 
     def duration(self, now: datetime) -> float | None:
         """Seconds from start to finish (or to `now` while running); None before it starts."""
@@ -93,18 +95,57 @@ def is_finished(run: JSON) -> bool:
     return run_phase(run) in TERMINAL_RUN_PHASES or is_stalled(run)
 
 
-def _spec_stages(run: JSON) -> dict[str, tuple[int, int]]:
-    """Stage name -> (position in spec.stages, shard count)."""
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of `spec.stages` as the views draw it: where it is, how wide, what it follows."""
+
+    name: str
+    index: int
+    shards: int
+    depends_on: tuple[str, ...]
+
+    @property
+    def nodes(self) -> list[str]:
+        """`stage`, or `stage[0]`..`stage[n-1]` when it fans out."""
+        if self.shards == 1:
+            return [self.name]
+        return [f"{self.name}[{i}]" for i in range(self.shards)]
+
+
+def spec_stages(run: JSON) -> list[StageInfo]:
+    """The stages in spec order, the first of each name only; `depends_on` keeps only names of
+    other stages of the run (a malformed or cyclic graph still draws, it never raises)."""
     stages = mapping(run.get("spec")).get("stages")
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, StageInfo] = {}
+    raw_deps: dict[str, list[str]] = {}
     if isinstance(stages, list):
         for index, stage in enumerate(stages):
             name = text(mapping(stage).get("name"))
+            if not name or name in found:
+                continue
             # A hostile `shards` value must not expand into a huge table.
             shards = max(1, min(_int_or_none(mapping(stage).get("shards")) or 1, MAX_SHARDS))
-            if name:
-                found.setdefault(name, (index, shards))
-    return found
+            found[name] = StageInfo(name, index, shards, ())
+            deps = mapping(stage).get("dependsOn")
+            raw_deps[name] = [text(d) for d in deps] if isinstance(deps, list) else []
+    result = []
+    for name, info in found.items():
+        deps = tuple(dict.fromkeys(d for d in raw_deps[name] if d in found and d != name))
+        result.append(StageInfo(info.name, info.index, info.shards, deps))
+    return result
+
+
+def redrive_pending(run: JSON) -> bool:
+    """True while a re-drive asked for (the `extraction.dev/redrive` annotation) has not been acted
+    on yet (`status.redrive` still has another value): a finished run is about to run again."""
+    annotations = mapping(mapping(run.get("metadata")).get("annotations"))
+    asked = annotations.get(ANNOTATION_REDRIVE)
+    return isinstance(asked, str) and asked != mapping(run.get("status")).get("redrive")
+
+
+def _spec_stages(run: JSON) -> dict[str, tuple[int, int]]:
+    """Stage name -> (position in spec.stages, shard count)."""
+    return {stage.name: (stage.index, stage.shards) for stage in spec_stages(run)}
 
 
 def expected_nodes(run: JSON) -> list[str]:
@@ -142,9 +183,54 @@ def node_rows(run: JSON) -> list[NodeRow]:
                 exit_code=_int_or_none(node.get("exitCode")),
                 reason=text(node.get("reason")),
                 message=text(node.get("message")),
+                job_name=text(node.get("jobName")),
             )
         )
     return rows
+
+
+# Which phase a fan-out stage shows for its shards: the first of these any shard is in, unless
+# every shard is in the same phase.
+_GROUP_PHASE_ORDER = ("Failed", "Running", "Blocked", "Waiting", "Pending", "Skipped", "Succeeded")
+
+
+def group_phase(phases: list[str]) -> str:
+    """The phase of a fan-out stage from its shards' phases: theirs when they agree; else Failed
+    when one failed, Running while some shards are done and others not, and so on."""
+    if not phases:
+        return "Pending"
+    if len(set(phases)) == 1:
+        return phases[0]
+    if "Failed" in phases:
+        return "Failed"
+    if "Succeeded" in phases and any(p in ("Pending", "Waiting") for p in phases):
+        return "Running"  # under way: some shards are done, the rest are coming
+    return next((p for p in _GROUP_PHASE_ORDER if p in phases), phases[0])
+
+
+def phase_counts(phases: list[str]) -> str:
+    """`1 Succeeded, 2 Running`, in the order of `_GROUP_PHASE_ORDER` (others last)."""
+    order = {phase: i for i, phase in enumerate(_GROUP_PHASE_ORDER)}
+    counted: dict[str, int] = {}
+    for phase in phases:
+        counted[phase] = counted.get(phase, 0) + 1
+    ordered = sorted(counted, key=lambda p: (order.get(p, len(order)), p))
+    return ", ".join(f"{counted[p]} {p}" for p in ordered)
+
+
+def run_times(run: JSON) -> tuple[datetime | None, datetime | None]:
+    """(`status.startedAt`, `status.finishedAt`)."""
+    status = mapping(run.get("status"))
+    return parse_time(status.get("startedAt")), parse_time(status.get("finishedAt"))
+
+
+def is_suspended(run: JSON) -> bool:
+    return mapping(run.get("spec")).get("suspend") is True
+
+
+def circuit_summary(run: JSON) -> str:
+    """`status.circuitSummary`, on one line (`llm: open, next probe 12:03:05Z`)."""
+    return " ".join(text(mapping(run.get("status")).get("circuitSummary")).split())
 
 
 @dataclass(frozen=True)
@@ -156,6 +242,7 @@ class CircuitRow:
     failures: int
     opened_at: datetime | None
     last_error: str
+    next_probe_at: datetime | None = None
 
 
 def circuit_rows(run: JSON) -> list[CircuitRow]:
@@ -171,6 +258,7 @@ def circuit_rows(run: JSON) -> list[CircuitRow]:
                 failures=_int_or_none(circuit.get("failures")) or 0,
                 opened_at=parse_time(circuit.get("openedAt")),
                 last_error=" ".join(text(circuit.get("lastError")).split()),
+                next_probe_at=parse_time(circuit.get("nextProbeAt")),
             )
         )
     return rows

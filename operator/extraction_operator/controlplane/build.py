@@ -114,10 +114,20 @@ def _build_env(go: Path) -> dict[str, str]:
     return env
 
 
+def module_sources(module_dir: Path) -> list[Path]:
+    """go.mod, go.sum and the module's own `.go` files, in a stable order.
+
+    A nested module (a subdirectory with its own go.mod, such as `controlplane/tools/`) is no part
+    of this one for Go, so its files are left out here too: adding or changing one must not move
+    the control plane's cache key."""
+    nested = {p.parent for p in module_dir.rglob("go.mod") if p.parent != module_dir}
+    own = [s for s in sorted(module_dir.rglob("*.go")) if nested.isdisjoint(s.parents)]
+    return [module_dir / "go.mod", module_dir / "go.sum", *own]
+
+
 def _cache_key(module_dir: Path, go: Path, env: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    sources = [module_dir / "go.mod", module_dir / "go.sum", *sorted(module_dir.rglob("*.go"))]
-    for source in sources:
+    for source in module_sources(module_dir):
         digest.update(str(source.relative_to(module_dir)).encode())
         digest.update(source.read_bytes())
     digest.update(f"go{'.'.join(map(str, go_version(go)))}".encode())

@@ -123,7 +123,7 @@ def test_metadata_is_left_to_the_api_server(root_schema: JSON) -> None:
 
 def test_defaults_are_scalars_that_satisfy_their_own_schema(root_schema: JSON) -> None:
     for path, node in walk(root_schema):
-        if "default" not in node:
+        if "default" not in node or path == ".status":
             continue
         default = node["default"]
         expected: dict[str, type | tuple[type, ...]] = {
@@ -287,3 +287,12 @@ def test_every_value_a_rule_walks_is_bounded(root_schema: JSON) -> None:
             if reason:
                 problems.append(f"{path}: {reason} (walked by {rule!r})")
     assert not problems, "unbounded values under CEL rules:\n" + "\n".join(problems)
+
+
+def test_a_status_nobody_wrote_reads_as_generation_zero_observed(root_schema: JSON) -> None:
+    """kstatus (Flux) reads a custom resource without conditions as Current: without this
+    default a run the operator has not seen yet would look done (tests/gitops)."""
+    status = root_schema["properties"]["status"]
+    assert status["default"] == {"observedGeneration": 0}
+    assert status["properties"]["observedGeneration"]["type"] == "integer"
+    assert not [path for path, node in walk(status) if "default" in node and path]

@@ -13,7 +13,10 @@ bookkeeping annotations) into `testdata/<case>.yaml` of the health check, next t
 
 The expected health is the mapping documented in docs/gitops.md; its message is the run's own
 summary (`status.message`), which the operator also writes into the deciding kstatus condition,
-except for the two cases the operator has not judged yet (no status, a stale generation).
+except for the cases the operator has not judged yet: a stale generation; a run it has not
+written a status for, which the API server serves with the CRD's default status
+`{observedGeneration: 0}`; and such a run under a CRD without that default, with no status at all
+(the capture removes the default from the CRD for this last case, at its very end).
 
 Stage pods are host processes of the process kubelet, so stage commands are ordinary `sh -c`
 scripts; the image is only a name here. The whole capture takes about a minute once the control
@@ -313,7 +316,14 @@ CASES = {
     "no-status": Case(
         "no_status.yaml",
         "Progressing",
-        "no status: created while the operator was stopped",
+        "No status written by the operator yet (created while it was stopped): the CRD's "
+        "default status {observedGeneration: 0}",
+        "waiting for the operator to observe generation 1",
+    ),
+    "no-status-without-default": Case(
+        "no_status_without_default.yaml",
+        "Progressing",
+        "No status at all: a run the operator has not seen, under a CRD without the status default",
         "waiting for the operator to report the run's status",
     ),
 }
@@ -414,6 +424,12 @@ def patch(kube: Kubectl, name: str, change: JSON) -> None:
     )
 
 
+STATUS_DEFAULT_REMOVED = {
+    "op": "remove",
+    "path": "/spec/versions/0/schema/openAPIV3Schema/properties/status/default",
+}
+
+
 def capture(kube: Kubectl, operator: Operator, timeout: float = 90.0) -> dict[str, JSON]:
     """Drive one run into each case's state and return the runs, by case name."""
     captured: dict[str, JSON] = {}
@@ -464,8 +480,18 @@ def capture(kube: Kubectl, operator: Operator, timeout: float = 90.0) -> dict[st
     assert _status(stale)["observedGeneration"] == 1, _status(stale)
     captured["stale-generation"] = stale
     captured["no-status"] = get_run(kube, "no-status")
-    assert "status" not in captured["no-status"]
+    assert captured["no-status"].get("status") == {"observedGeneration": 0}, captured["no-status"]
     print("  stale-generation, no-status: captured with the operator stopped", flush=True)
+
+    # The same, served by a CRD without the status default: no status at all. The default is
+    # applied when the API server reads an object, so once the patched CRD is in effect the run
+    # above reads without a status too; the tier is thrown away afterwards.
+    kube.run("patch", "crd", CRD, "--type=json", "-p", json.dumps([STATUS_DEFAULT_REMOVED]))
+    await_state(kube, "no-status", lambda obj: "status" not in obj, timeout)
+    create(kube, running_run("no-status-without-default"))
+    captured["no-status-without-default"] = get_run(kube, "no-status-without-default")
+    assert "status" not in captured["no-status-without-default"]
+    print("  no-status-without-default: captured with the CRD's status default removed", flush=True)
     return captured
 
 

@@ -158,8 +158,6 @@ def test_kubectl_kustomize_builds_the_install() -> None:
         ("ValidatingAdmissionPolicyBinding", None, "extraction-operator-roles"),
         ("ValidatingAdmissionPolicy", None, "extraction-operator-rolebindings"),
         ("ValidatingAdmissionPolicyBinding", None, "extraction-operator-rolebindings"),
-        ("ValidatingAdmissionPolicy", None, "extraction-operator-pod-deletes"),
-        ("ValidatingAdmissionPolicyBinding", None, "extraction-operator-pod-deletes"),
     }
 
 

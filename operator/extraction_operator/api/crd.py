@@ -160,6 +160,11 @@ def status_schema() -> JSON:
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
+    # The one exception, for a run the operator has not seen yet: with no status at all, kstatus
+    # (Flux's health checks) reads a custom resource without conditions as Current, i.e. done,
+    # before it has even started. A status that says "generation 0 observed" reads InProgress
+    # until the operator's first write replaces it; a written status never gets the default.
+    schema["default"] = {"observedGeneration": 0}
     return schema
 
 

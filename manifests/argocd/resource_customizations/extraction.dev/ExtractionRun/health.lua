@@ -32,6 +32,9 @@ if type(metadata) ~= "table" then
   metadata = {}
 end
 local status = obj.status
+-- The CRD defaults status to {observedGeneration = 0}, so a run the operator has not written yet
+-- is caught by the generation check below; no status at all comes from a CRD without that
+-- default (an older install) or a tool that drops it.
 if type(status) ~= "table" or next(status) == nil then
   return verdict("Progressing", "waiting for the operator to report the run's status")
 end

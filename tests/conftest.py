@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster_kit import InstalledOperator, Kubectl
+from cluster_kit import InstalledOperator, Kubectl, wait_for
 from extraction_operator.controlplane.build import build
 from extraction_operator.controlplane.cluster import ControlPlane
 from extraction_operator.controlplane.node import process_node
@@ -68,10 +68,34 @@ def kube(real_cluster: RealCluster) -> Kubectl:
     return Kubectl(real_cluster.admin_kubeconfig)
 
 
+# The session's installed operator, once a test asked for it (see `installed_operator_paused`).
+_INSTALLED: list[InstalledOperator] = []
+
+
 @pytest.fixture(scope="session")
 def installed_operator(
     real_cluster: RealCluster, kube: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> InstalledOperator:
     """The operator installed in the real tier from `manifests/`, running as its Deployment."""
     overlay = tmp_path_factory.mktemp("operator-overlay")
-    return InstalledOperator(kube, real_cluster.node).install(overlay)
+    operator = InstalledOperator(kube, real_cluster.node).install(overlay)
+    _INSTALLED.append(operator)
+    return operator
+
+
+@pytest.fixture
+def installed_operator_paused() -> Iterator[None]:
+    """For a test that runs an operator of its own on the real tier: the installed one watches
+    every namespace, and two operators acting on one run make each other's timing meaningless.
+    If this session installed it, it is scaled to zero for the test and back afterwards."""
+    if not _INSTALLED:
+        yield
+        return
+    operator = _INSTALLED[0]
+    operator.scale(0)
+    wait_for("the installed operator to stop", lambda: not operator.pods(), timeout=120)
+    try:
+        yield
+    finally:
+        operator.scale(1)
+        operator.wait_available()
